@@ -1,0 +1,107 @@
+# edgegate build. `make` builds build/edgegate and build/dcsim.
+# See README.md for run/test; everything lands under build/.
+
+VERSION := 0.1.0
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DEG_VERSION='"$(VERSION)"' \
+           -I. -fno-strict-aliasing
+LDLIBS  := -lev -lssl -lcrypto -lhiredis -lcares -lm
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+B := build
+
+CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) \
+            $(wildcard healthcheck/*.c) conf/conf.c
+CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
+MAIN_OBJ := $(B)/obj/gateway/main.o
+DCSIM_SRC := $(wildcard tests/dcsim/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+HDRS := $(wildcard gateway/*.h healthcheck/*.h conf/*.h)
+
+.PHONY: all run test unit e2e fuzz fuzz-smoke asan install deb clean deps-build deps-test
+
+all: $(B)/edgegate $(B)/dcsim
+
+$(B)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/libedgegate.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/edgegate: $(MAIN_OBJ) $(B)/libedgegate.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/dcsim: $(DCSIM_SRC)
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS) -o $@ $(DCSIM_SRC) -lev -lssl -lcrypto
+
+$(B)/unit/%: tests/unit/%.c $(B)/libedgegate.a
+	@mkdir -p $(B)/unit
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libedgegate.a -lcmocka $(LDLIBS)
+
+# Sanitizer build of the daemon: the end-to-end suite can run against it
+# (EG_BIN=build/asan/edgegate).
+SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+$(B)/asan/edgegate: $(CORE_SRC) gateway/main.c $(HDRS)
+	@mkdir -p $(B)/asan
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(SAN) -o $@ $(CORE_SRC) gateway/main.c $(LDLIBS)
+
+asan: $(B)/asan/edgegate
+
+# libFuzzer targets link the core sources directly, built with clang.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DEG_VERSION='"$(VERSION)"' -I. \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+$(B)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(HDRS)
+	@mkdir -p $(B)/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
+
+deps-build:
+	@tools/deps.sh build
+
+deps-test:
+	@tools/deps.sh test
+
+unit: $(UNIT_BIN)
+	@tools/run-unit.sh $(UNIT_BIN)
+
+# A bounded fuzz run per target (seconds); `make fuzz FUZZ_TIME=600` for longer.
+FUZZ_TIME ?= 300
+fuzz-smoke: $(FUZZ_BIN)
+	@tools/run-fuzz.sh 10 $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@tools/run-fuzz.sh $(FUZZ_TIME) $(FUZZ_BIN)
+
+e2e: all $(B)/asan/edgegate
+	cd tests/e2e && /usr/bin/python3 -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+test: deps-test
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) fuzz-smoke
+	$(MAKE) e2e
+
+run: 
+	@tools/deps.sh run
+	$(MAKE) all
+	@tools/demo.sh
+
+install: all
+	install -D -m 0755 $(B)/edgegate $(DESTDIR)$(PREFIX)/sbin/edgegate
+	install -D -m 0644 packaging/edgegate.8 $(DESTDIR)$(PREFIX)/share/man/man8/edgegate.8
+	install -D -m 0644 packaging/edgegate.conf $(DESTDIR)/etc/edgegate/edgegate.conf
+	install -D -m 0644 packaging/edgegate.service $(DESTDIR)/lib/systemd/system/edgegate.service
+
+deb: all
+	@packaging/mkdeb.sh $(VERSION)
+
+clean:
+	rm -rf $(B)

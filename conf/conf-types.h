@@ -1,0 +1,108 @@
+/* The parsed configuration. Every structure below lives in the arena of its
+ * struct conf and is freed with it; a reload builds a whole new tree. */
+#ifndef EG_CONF_TYPES_H
+#define EG_CONF_TYPES_H
+
+#include "gateway/net.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_NAME_MAX 64
+#define CONF_MAX_RETRIES 16
+
+enum conf_mode { MODE_HTTP, MODE_TCP };
+enum conf_sess { SESS_NONE, SESS_HEADER, SESS_COOKIE, SESS_CLIENT_IP, SESS_SNI };
+enum conf_check_type { CHECK_NONE, CHECK_TCP, CHECK_HTTP, CHECK_TLS };
+
+struct conf_server {
+    char *spec;             /* as written, "host:port" */
+    char *host;
+    uint16_t port;
+    bool resolve;           /* host is a name, resolved asynchronously */
+    struct net_addr addr;   /* when host is numeric */
+    int weight;
+    int line;
+};
+
+struct conf_check {
+    int type;               /* enum conf_check_type */
+    char *path;             /* http: request path */
+    char *host;             /* http: Host header, default the server's host */
+    int expect;             /* http: expected status, 0 = any 2xx/3xx */
+    double interval, timeout;
+    int rise, fall;
+    int line;
+};
+
+struct conf_dc {
+    char *name;
+    int line;
+    int priority;
+    struct conf_server *servers;
+    int nservers;
+    struct conf_check check;
+    int min_servers;        /* up servers needed for the datacenter to be healthy */
+    int passive_fall;       /* consecutive traffic failures that mark a server down */
+    double passive_timeout; /* without active checks: how long a server stays down */
+    double resolve_interval;
+};
+
+struct conf_cert {
+    char *cert, *key;
+    int line;
+};
+
+struct conf_listen {
+    struct net_addr addr;
+    int line;
+};
+
+struct conf_listener {
+    char *name;
+    int line;
+    struct conf_listen *listens;
+    int nlistens;
+    int mode;               /* enum conf_mode */
+    struct conf_cert *certs;
+    int ncerts;
+    int sess;               /* enum conf_sess */
+    char *sess_name;
+    size_t sess_name_len;
+    char **dc_names;        /* as written; resolved into dcs by validation */
+    int ndc_names;
+    int dcs_line;
+    int *dcs;               /* indices into conf.dcs */
+    int ndcs;
+    bool failback;
+    int retries;
+    double connect_timeout;
+    double idle_timeout;
+    double hold_timeout;    /* how long traffic waits while no datacenter is up */
+};
+
+struct conf {
+    char *file;
+    struct conf_arena *arena;
+    int workers;            /* 0 = auto */
+    int log_level;
+    char *log_file;
+    bool stats_on;
+    struct net_addr stats_addr;
+    size_t buffer_size;
+    double drain_timeout;
+    struct conf_dc *dcs;
+    int ndcs;
+    struct conf_listener *lsns;
+    int nlsns;
+};
+
+/* Errors are collected, one "FILE:LINE: message" line each. */
+struct conf_errs {
+    char *text;
+    size_t len, cap;
+    int count;
+};
+
+#endif

@@ -1,0 +1,74 @@
+#include "gateway/buf.h"
+#include "gateway/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Free buffers beyond this many are returned to the allocator, so that a
+ * burst of traffic does not pin its peak memory forever. */
+#define BUF_KEEP_FREE 1024
+
+static size_t bsize = 16384;
+static struct buf *free_list;
+static size_t nfree, nused;
+
+void buf_pool_init(size_t size)
+{
+    /* Buffers of the old size are dropped; new ones have the new size. */
+    while (free_list) {
+        struct buf *b = free_list;
+        free_list = b->next;
+        free(b);
+    }
+    nfree = 0;
+    bsize = size;
+}
+
+size_t buf_size(void) { return bsize; }
+size_t buf_in_use(void) { return nused; }
+size_t buf_free_count(void) { return nfree; }
+
+struct buf *buf_get(void)
+{
+    struct buf *b = free_list;
+    if (b) {
+        free_list = b->next;
+        nfree--;
+    } else {
+        b = malloc(sizeof(*b) + bsize);
+        if (!b) {
+            fprintf(stderr, "edgegate: out of memory\n");
+            abort();
+        }
+    }
+    b->head = b->tail = 0;
+    b->next = NULL;
+    nused++;
+    return b;
+}
+
+void buf_put(struct buf *b)
+{
+    if (!b)
+        return;
+    nused--;
+    if (nfree >= BUF_KEEP_FREE) {
+        free(b);
+        return;
+    }
+    b->next = free_list;
+    free_list = b;
+    nfree++;
+}
+
+void buf_compact(struct buf *b)
+{
+    if (b->head == 0)
+        return;
+    size_t n = buf_len(b);
+    if (n)
+        memmove(b->data, b->data + b->head, n);
+    b->head = 0;
+    b->tail = (uint32_t)n;
+}

@@ -1,0 +1,106 @@
+#include "gateway/conn.h"
+#include "gateway/lsn.h"
+#include "gateway/stats.h"
+
+#include <string.h>
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct conn *c = w->data;
+    ev_tstamp now = ev_now(loop);
+    /* A millisecond of slack: libev may wake up a little early. */
+    if (c->deadline > now + 0.001) {
+        ev_timer_set(&c->tm, c->deadline - now, 0);
+        ev_timer_start(loop, &c->tm);
+        c->tm_at = c->deadline;
+        return;
+    }
+    c->on_timeout(c);
+}
+
+void conn_init(struct conn *c, int fd, struct lsn *l, const struct net_addr *peer,
+               void (*io_cb)(struct ev_loop *, ev_io *, int), void *owner,
+               void (*on_timeout)(struct conn *c))
+{
+    sk_init(&c->sk, fd, io_cb, owner);
+    c->gen = gen_ref(gw.gen);
+    c->cl = &c->gen->conf->lsns[l->cidx];
+    c->lsn = l;
+    lsn_ref(l);
+    l->nconns++;
+    l->conns_total++;
+    c->peer = *peer;
+    ev_timer_init(&c->tm, on_timer, 0, 0);
+    c->tm.data = c;
+    c->deadline = c->tm_at = 0;
+    c->on_timeout = on_timeout;
+    c->started = ev_now(gw.loop);
+    dlist_init(&c->hold.link);
+    c->held = false;
+    counters->connections_total++;
+    counters->connections_active++;
+}
+
+void conn_done(struct conn *c)
+{
+    conn_unhold(c);
+    ev_timer_stop(gw.loop, &c->tm);
+    sk_close(gw.loop, &c->sk);
+    c->lsn->nconns--;
+    lsn_unref(c->lsn);
+    gen_unref(c->gen);
+    counters->connections_active--;
+}
+
+void conn_deadline(struct conn *c, ev_tstamp at)
+{
+    c->deadline = at;
+    if (ev_is_active(&c->tm)) {
+        if (c->tm_at <= at)
+            return;
+        ev_timer_stop(gw.loop, &c->tm);
+    }
+    ev_tstamp now = ev_now(gw.loop);
+    ev_timer_set(&c->tm, at > now ? at - now : 0, 0);
+    ev_timer_start(gw.loop, &c->tm);
+    c->tm_at = at;
+}
+
+void conn_hold(struct conn *c, void (*wake)(struct hold *h))
+{
+    if (c->held)
+        return;
+    c->hold.wake = wake;
+    c->held = true;
+    gw_hold(&c->hold);
+    counters->held_total++;
+}
+
+void conn_unhold(struct conn *c)
+{
+    if (!c->held)
+        return;
+    c->held = false;
+    gw_unhold(&c->hold);
+}
+
+bool conn_rebase(struct conn *c)
+{
+    if (c->gen == gw.gen)
+        return true;
+    const struct conf *nc = gw.gen->conf;
+    for (int i = 0; i < nc->nlsns; i++)
+        if (strcmp(nc->lsns[i].name, c->cl->name) == 0 && nc->lsns[i].mode == c->cl->mode) {
+            gen_unref(c->gen);
+            c->gen = gen_ref(gw.gen);
+            c->cl = &nc->lsns[i];
+            return true;
+        }
+    return false;
+}
+
+const char *conn_peer_ip(const struct conn *c, char *buf, size_t len)
+{
+    return net_ip_str((const struct sockaddr *)&c->peer.ss, buf, len);
+}

@@ -1,0 +1,43 @@
+/* What every client connection has, whatever its mode: the client socket,
+ * the generation and listener it runs under, and one timer for all its
+ * timeouts. tcp.c and h1.c embed it first in their own structures. */
+#ifndef EG_CONN_H
+#define EG_CONN_H
+
+#include "gateway/gw.h"
+#include "gateway/sk.h"
+
+struct lsn;
+
+struct conn {
+    struct sk sk;               /* the client */
+    struct gen *gen;            /* referenced */
+    const struct conf_listener *cl;
+    struct lsn *lsn;            /* referenced */
+    struct net_addr peer;
+    ev_timer tm;
+    ev_tstamp deadline;         /* when on_timeout runs, see conn_deadline() */
+    ev_tstamp tm_at;            /* when the timer is armed for */
+    void (*on_timeout)(struct conn *c);
+    ev_tstamp started;
+    struct hold hold;           /* while waiting for a healthy datacenter */
+    bool held;
+};
+
+void conn_init(struct conn *c, int fd, struct lsn *l, const struct net_addr *peer,
+               void (*io_cb)(struct ev_loop *, ev_io *, int), void *owner,
+               void (*on_timeout)(struct conn *c));
+/* Releases the client socket and everything the base holds. */
+void conn_done(struct conn *c);
+/* Sets when on_timeout runs. Cheap when the deadline moves later (the usual
+ * case of activity pushing an idle timeout): the armed timer re-arms itself
+ * lazily when it fires. */
+void conn_deadline(struct conn *c, ev_tstamp at);
+void conn_hold(struct conn *c, void (*wake)(struct hold *h));
+void conn_unhold(struct conn *c);
+/* Moves an idle connection to the current generation. False when its
+ * listener is gone from the configuration. */
+bool conn_rebase(struct conn *c);
+const char *conn_peer_ip(const struct conn *c, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,260 @@
+/* Generations, reload, the hold queue and drain.
+ *
+ * A generation is a configuration and the datacenter objects built from it.
+ * A reload builds a complete new generation next to the running one (new
+ * sockets included) and only then switches; any failure leaves the running
+ * generation untouched. Servers that keep their datacenter and address
+ * inherit their health state and RTT, so a reload never flaps a datacenter. */
+#include "gateway/gw.h"
+#include "conf/conf.h"
+#include "gateway/h1.h"
+#include "gateway/log.h"
+#include "gateway/lsn.h"
+#include "gateway/route.h"
+#include "gateway/stats.h"
+#include "gateway/up.h"
+#include "healthcheck/dc.h"
+#include "healthcheck/dns.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct gw gw;
+
+static unsigned gen_ids;
+
+static struct dc *find_dc(const struct gen *g, const char *name)
+{
+    for (int i = 0; g && i < g->ndcs; i++)
+        if (strcmp(g->dcs[i]->name, name) == 0)
+            return g->dcs[i];
+    return NULL;
+}
+
+static void populate(struct dc *dc, const struct dc *old)
+{
+    const struct conf_dc *cd = dc->cd;
+    for (int k = 0; k < cd->nservers; k++) {
+        const struct conf_server *cs = &cd->servers[k];
+        if (cs->resolve) {
+            dns_watch(dc, cs, old);
+            continue;
+        }
+        struct srv *s = dc_add_server(dc, cs, &cs->addr);
+        struct srv *prev = old ? dc_find_server(old, &cs->addr) : NULL;
+        if (prev)
+            srv_inherit(s, prev);
+    }
+    if (old) {
+        dc->rtt_ms = old->rtt_ms;
+        dc->leader = old->leader;
+    }
+    dc_recompute(dc);
+}
+
+struct gen *gen_create(struct conf *c, struct gen *prev)
+{
+    struct gen *g = calloc(1, sizeof(*g));
+    if (!g)
+        abort();
+    g->refs = 1;
+    g->id = ++gen_ids;
+    g->conf = c;
+    g->ndcs = c->ndcs;
+    g->dcs = calloc((size_t)c->ndcs, sizeof(*g->dcs));
+    if (!g->dcs)
+        abort();
+    for (int i = 0; i < c->ndcs; i++) {
+        g->dcs[i] = dc_create(&c->dcs[i], i);
+        populate(g->dcs[i], find_dc(prev, c->dcs[i].name));
+    }
+    route_update_leaders(g);
+    return g;
+}
+
+static void gen_activate(struct gen *g)
+{
+    for (int i = 0; i < g->ndcs; i++)
+        dc_activate(g->dcs[i]);
+}
+
+/* Stops what only the current generation may run: checks, DNS, pools. */
+static void gen_retire(struct gen *g)
+{
+    for (int i = 0; i < g->ndcs; i++) {
+        dns_unwatch(g->dcs[i]);
+        dc_retire(g->dcs[i]);
+    }
+}
+
+void gen_unref(struct gen *g)
+{
+    if (--g->refs > 0)
+        return;
+    for (int i = 0; i < g->ndcs; i++)
+        dc_destroy(g->dcs[i]);
+    free(g->dcs);
+    conf_free(g->conf);
+    free(g);
+}
+
+/* ---- hold queue ---- */
+
+void gw_hold(struct hold *h)
+{
+    dlist_add_tail(&gw.held, &h->link);
+    gw.nheld++;
+}
+
+void gw_unhold(struct hold *h)
+{
+    dlist_del(&h->link);
+    gw.nheld--;
+}
+
+/* Lets every held connection try again. Those that still find nothing go
+ * back to the (new) queue, so the walk below always ends. */
+static void wake_held(void)
+{
+    if (dlist_empty(&gw.held))
+        return;
+    struct dlist batch;
+    batch.next = gw.held.next;
+    batch.prev = gw.held.prev;
+    batch.next->prev = &batch;
+    batch.prev->next = &batch;
+    dlist_init(&gw.held);
+    while (!dlist_empty(&batch)) {
+        struct hold *h = container_of(batch.next, struct hold, link);
+        dlist_del(&h->link);
+        h->wake(h);
+    }
+}
+
+static void on_dc_change(struct dc *dc)
+{
+    route_update_leaders(gw.gen);
+    if (dc->healthy)
+        wake_held();
+}
+
+static void on_server_removed(struct srv *s) { up_pool_drain(s); }
+
+void gw_init(struct ev_loop *loop, const char *conf_file)
+{
+    gw.loop = loop;
+    gw.conf_file = conf_file;
+    gw.started = ev_time();
+    dlist_init(&gw.lsns);
+    dlist_init(&gw.held);
+    dc_on_change = on_dc_change;
+    dc_on_server_removed = on_server_removed;
+}
+
+/* ---- reload ---- */
+
+static void log_errors(const struct conf_errs *e)
+{
+    const char *p = e->text;
+    while (p && *p) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        log_err("%.*s", len, p);
+        p = nl ? nl + 1 : p + len;
+    }
+}
+
+int gw_start(struct conf *c, char *err, size_t errlen)
+{
+    struct gen *g = gen_create(c, NULL);
+    if (lsn_prepare(g, err, errlen) != EG_OK) {
+        gen_retire(g);
+        gen_unref(g);
+        return EG_ERR;
+    }
+    if (stats_apply(c, err, errlen) != EG_OK) {
+        lsn_abort();
+        gen_retire(g);
+        gen_unref(g);
+        return EG_ERR;
+    }
+    gw.gen = g;
+    gen_activate(g);
+    lsn_commit(g);
+    return EG_OK;
+}
+
+void gw_reload(void)
+{
+    struct conf_errs errs = {0};
+    log_info("reloading %s", gw.conf_file);
+    struct conf *c = conf_load(gw.conf_file, &errs);
+    if (!c) {
+        log_errors(&errs);
+        conf_errs_free(&errs);
+        counters->reload_failures_total++;
+        log_err("reload failed: still running the previous configuration");
+        return;
+    }
+    if (c->buffer_size != gw.gen->conf->buffer_size)
+        log_warn("buffer_size changes take effect at the next restart");
+    struct gen *g = gen_create(c, gw.gen);
+    char err[EG_ERRLEN * 2];
+    bool lsn_ok = lsn_prepare(g, err, sizeof(err)) == EG_OK;
+    if (!lsn_ok || stats_apply(c, err, sizeof(err)) != EG_OK) {
+        if (lsn_ok)
+            lsn_abort();
+        log_err("%s", err);
+        log_err("reload failed: still running the previous configuration");
+        counters->reload_failures_total++;
+        gen_retire(g);
+        gen_unref(g);
+        return;
+    }
+    lsn_commit(g);
+    struct gen *old = gw.gen;
+    gen_retire(old);
+    gw.gen = g;
+    gen_activate(g);
+    gen_unref(old);
+    log_level = c->log_level;
+    counters->reloads_total++;
+    log_info("configuration reloaded (generation %u)", g->id);
+    wake_held();
+}
+
+/* ---- drain ---- */
+
+static ev_timer drain_tm, drain_poll;
+
+static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    log_warn("drain timeout: closing %lu connections",
+             (unsigned long)counters->connections_active);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_drain_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    h1_close_idle();
+    if (counters->connections_active == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+void gw_drain(void)
+{
+    if (gw.draining)
+        return;
+    gw.draining = true;
+    log_info("draining: no new connections, %lu open ones may finish within %.0fs",
+             (unsigned long)counters->connections_active, gw.gen->conf->drain_timeout);
+    lsn_close_all();
+    h1_close_idle();
+    wake_held();
+    ev_timer_init(&drain_tm, on_drain_deadline, gw.gen->conf->drain_timeout, 0);
+    ev_timer_start(gw.loop, &drain_tm);
+    ev_timer_init(&drain_poll, on_drain_poll, 0, 0.05);
+    ev_timer_again(gw.loop, &drain_poll);
+}

@@ -1,0 +1,172 @@
+/* Listeners: accept loop and socket lifecycle across reloads. */
+#include "gateway/lsn.h"
+#include "gateway/h1.h"
+#include "gateway/log.h"
+#include "gateway/tcp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Accepts per readiness event: enough to drain a burst, few enough to let
+ * established connections run between bursts. */
+#define ACCEPT_BATCH 64
+
+static struct dlist pending = {&pending, &pending}; /* opened by prepare, not live yet */
+static ev_timer retry_tm;                            /* out of descriptors: pause accept */
+
+static void accept_pause(struct ev_loop *loop);
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct lsn *l = w->data;
+    for (int i = 0; i < ACCEPT_BATCH && !l->closed; i++) {
+        struct net_addr peer;
+        peer.len = sizeof(peer.ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("listener %s: accept: %s, pausing accepts for 100ms", l->name,
+                         strerror(errno));
+                accept_pause(loop);
+            }
+            return;
+        }
+        net_set_nodelay(fd);
+        const struct conf_listener *cl = &gw.gen->conf->lsns[l->cidx];
+        if (cl->mode == MODE_TCP)
+            tcp_accept(fd, l, &peer);
+        else
+            h1_accept(fd, l, &peer);
+    }
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    for (struct dlist *n = gw.lsns.next; n != &gw.lsns; n = n->next) {
+        struct lsn *l = container_of(n, struct lsn, link);
+        if (!l->closed)
+            ev_io_start(loop, &l->io);
+    }
+}
+
+static void accept_pause(struct ev_loop *loop)
+{
+    if (ev_is_active(&retry_tm))
+        return;
+    for (struct dlist *n = gw.lsns.next; n != &gw.lsns; n = n->next)
+        ev_io_stop(loop, &container_of(n, struct lsn, link)->io);
+    ev_timer_init(&retry_tm, on_retry, 0.1, 0);
+    ev_timer_start(loop, &retry_tm);
+}
+
+static struct lsn *find_live(const struct net_addr *a)
+{
+    for (struct dlist *n = gw.lsns.next; n != &gw.lsns; n = n->next) {
+        struct lsn *l = container_of(n, struct lsn, link);
+        if (!l->closed && net_addr_equal(&l->addr, a))
+            return l;
+    }
+    return NULL;
+}
+
+static void close_pending(void)
+{
+    while (!dlist_empty(&pending)) {
+        struct lsn *l = container_of(pending.next, struct lsn, link);
+        dlist_del(&l->link);
+        close(l->fd);
+        free(l);
+    }
+}
+
+int lsn_prepare(struct gen *g, char *err, size_t errlen)
+{
+    const struct conf *c = g->conf;
+    for (int i = 0; i < c->nlsns; i++)
+        for (int a = 0; a < c->lsns[i].nlistens; a++) {
+            const struct net_addr *addr = &c->lsns[i].listens[a].addr;
+            if (find_live(addr))
+                continue;
+            char e[EG_ERRLEN];
+            int fd = net_listen(addr, 4096, false, e, sizeof(e));
+            if (fd < 0) {
+                snprintf(err, errlen, "%s:%d: listener \"%s\": %s", c->file,
+                         c->lsns[i].listens[a].line, c->lsns[i].name, e);
+                close_pending();
+                return EG_ERR;
+            }
+            struct lsn *l = calloc(1, sizeof(*l));
+            if (!l)
+                abort();
+            l->refs = 1;
+            l->fd = fd;
+            l->addr = *addr;
+            l->cidx = i;
+            ev_io_init(&l->io, on_accept, fd, EV_READ);
+            l->io.data = l;
+            dlist_add_tail(&pending, &l->link);
+        }
+    return EG_OK;
+}
+
+void lsn_abort(void) { close_pending(); }
+
+static void lsn_close(struct lsn *l)
+{
+    if (l->closed)
+        return;
+    l->closed = true;
+    ev_io_stop(gw.loop, &l->io);
+    close(l->fd);
+    l->fd = -1;
+    dlist_del(&l->link);
+    lsn_unref(l);
+}
+
+void lsn_commit(struct gen *g)
+{
+    const struct conf *c = g->conf;
+    for (struct dlist *n = gw.lsns.next; n != &gw.lsns; n = n->next)
+        container_of(n, struct lsn, link)->keep = false;
+    while (!dlist_empty(&pending)) {
+        struct lsn *l = container_of(pending.next, struct lsn, link);
+        dlist_del(&l->link);
+        dlist_add_tail(&gw.lsns, &l->link);
+        l->keep = true;
+        ev_io_start(gw.loop, &l->io);
+    }
+    for (int i = 0; i < c->nlsns; i++)
+        for (int a = 0; a < c->lsns[i].nlistens; a++) {
+            struct lsn *l = find_live(&c->lsns[i].listens[a].addr);
+            l->keep = true;
+            l->cidx = i;
+            snprintf(l->name, sizeof(l->name), "%s", c->lsns[i].name);
+        }
+    for (struct dlist *n = gw.lsns.next, *next; n != &gw.lsns; n = next) {
+        next = n->next;
+        struct lsn *l = container_of(n, struct lsn, link);
+        if (!l->keep) {
+            log_info("listener %s: closing its socket (removed from the configuration)", l->name);
+            lsn_close(l);
+        }
+    }
+}
+
+void lsn_close_all(void)
+{
+    while (!dlist_empty(&gw.lsns))
+        lsn_close(container_of(gw.lsns.next, struct lsn, link));
+}
+
+void lsn_unref(struct lsn *l)
+{
+    if (--l->refs == 0)
+        free(l);
+}

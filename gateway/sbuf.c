@@ -1,0 +1,76 @@
+#include "gateway/sbuf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void grow(struct sbuf *b, size_t need)
+{
+    if (b->len + need + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + need + 1)
+        cap *= 2;
+    char *s = realloc(b->s, cap);
+    if (!s)
+        abort();
+    b->s = s;
+    b->cap = cap;
+}
+
+void sbuf_add(struct sbuf *b, const char *s, size_t n)
+{
+    grow(b, n);
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void sbuf_printf(struct sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    grow(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void sbuf_json_str(struct sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            sbuf_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            sbuf_printf(b, "\\u%04x", c);
+        else
+            sbuf_add(b, (const char *)&c, 1);
+    }
+}
+
+void sbuf_html_str(struct sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': sbuf_add(b, "&lt;", 4); break;
+        case '>': sbuf_add(b, "&gt;", 4); break;
+        case '&': sbuf_add(b, "&amp;", 5); break;
+        case '"': sbuf_add(b, "&quot;", 6); break;
+        default: sbuf_add(b, s, 1);
+        }
+    }
+}
+
+void sbuf_free(struct sbuf *b)
+{
+    free(b->s);
+    b->s = NULL;
+    b->len = b->cap = 0;
+}

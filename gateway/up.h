@@ -1,0 +1,32 @@
+/* Connections to servers: opening them and keeping idle keep-alive ones in
+ * a pool per server. */
+#ifndef EG_UP_H
+#define EG_UP_H
+
+#include "gateway/sk.h"
+#include "healthcheck/dc-types.h"
+
+struct upc {
+    struct sk sk;
+    struct srv *srv;            /* referenced */
+    struct dlist link;          /* srv->idle while pooled */
+    struct dlist lru;           /* all pooled connections, oldest first */
+    ev_tstamp idle_since;
+    unsigned requests;          /* requests carried so far: 0 means fresh */
+};
+
+void up_module_init(struct ev_loop *loop);
+/* Starts connecting to S. NULL with errno set when it failed at once. */
+struct upc *up_open(struct srv *s);
+/* A live idle connection to S, or NULL. */
+struct upc *up_pool_take(struct srv *s);
+/* Parks U in its server's pool (or closes it when the pool is full or the
+ * server is gone). */
+void up_pool_give(struct upc *u);
+void up_close(struct upc *u);
+/* Closes every pooled connection of S. */
+void up_pool_drain(struct srv *s);
+size_t up_pooled(void);
+void up_set_pool_limits(int max_idle_per_server, double idle_timeout);
+
+#endif

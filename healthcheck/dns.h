@@ -1,0 +1,17 @@
+/* Server names resolved with c-ares on the caller's loop: at start, then on
+ * an interval (or the record's TTL when shorter). Every address a name
+ * yields is a server; a failed resolution keeps the last good addresses. */
+#ifndef EG_DNS_H
+#define EG_DNS_H
+
+#include "healthcheck/dc-types.h"
+
+int dns_init(struct ev_loop *loop, char *err, size_t errlen);
+void dns_shutdown(void);
+/* Resolves CS for DC from now on. Servers OLD (the same datacenter in the
+ * previous generation) got from the same name are carried over at once. */
+void dns_watch(struct dc *dc, const struct conf_server *cs, const struct dc *old);
+void dns_unwatch(struct dc *dc);
+unsigned long dns_queries_total(void);
+
+#endif
