@@ -236,10 +236,13 @@ static int header_done(struct http_msg *m, const char *buf, const struct http_li
     const char *v = buf + h->val;
     size_t n = h->val_len;
     h->kind = (uint8_t)classify(buf + h->name, h->name_len);
+    /* Indices are only kept for headers that have their own slot. */
+    bool stored = m->cur < m->hdr_cap;
     if (is_session_header(h, buf, lim)) {
         if (m->sess_hdr >= 0)
             return fail(m, 400, "repeated session header");
-        m->sess_hdr = (int16_t)m->cur;
+        if (stored)
+            m->sess_hdr = (int16_t)m->cur;
         if (h->kind == HH_OTHER)
             h->kind = HH_SESSION;
     }
@@ -267,7 +270,7 @@ static int header_done(struct http_msg *m, const char *buf, const struct http_li
         m->flags |= HF_IDEMPOTENCY;
         break;
     case HH_COOKIE:
-        for (size_t i = 0; i < ARRAY_LEN(m->cookie_hdr); i++)
+        for (size_t i = 0; stored && i < ARRAY_LEN(m->cookie_hdr); i++)
             if (m->cookie_hdr[i] < 0) {
                 m->cookie_hdr[i] = (int16_t)m->cur;
                 break;
@@ -516,6 +519,9 @@ static int hexval(unsigned char c)
     return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 }
 
+/* On error *used still tells how many bytes were consumed before it. */
+#define FAIL(why) return (*used = i, body_fail(b, why))
+
 static int chunked_scan(struct http_body *b, const char *p, size_t len, size_t *used)
 {
     const unsigned char *u = (const unsigned char *)p;
@@ -525,34 +531,34 @@ static int chunked_scan(struct http_body *b, const char *p, size_t len, size_t *
         switch (b->state) {
         case CB_SIZE_FIRST:
             if (!(cls[c] & C_HEX))
-                return body_fail(b, "malformed chunk size");
+                FAIL("malformed chunk size");
             b->left = (uint64_t)hexval(c);
             b->state = CB_SIZE;
             break;
         case CB_SIZE:
             if (cls[c] & C_HEX) {
                 if (b->left >> 56)
-                    return body_fail(b, "chunk size too large");
+                    FAIL("chunk size too large");
                 b->left = b->left * 16 + (uint64_t)hexval(c);
             } else if (c == ';' || c == ' ' || c == '\t') {
                 b->state = CB_EXT;
             } else if (c == '\r') {
                 b->state = CB_SIZE_LF;
             } else {
-                return body_fail(b, "malformed chunk size");
+                FAIL("malformed chunk size");
             }
             break;
         case CB_EXT:
             if (c == '\r')
                 b->state = CB_SIZE_LF;
             else if (!(cls[c] & C_FIELD))
-                return body_fail(b, "invalid byte in chunk extension");
+                FAIL("invalid byte in chunk extension");
             else if (++b->trailer_len > MAX_TRAILER)
-                return body_fail(b, "chunk extension too long");
+                FAIL("chunk extension too long");
             break;
         case CB_SIZE_LF:
             if (c != '\n')
-                return body_fail(b, "bare CR after chunk size");
+                FAIL("bare CR after chunk size");
             b->trailer_len = 0;
             b->state = b->left ? CB_DATA : CB_TRAILER_START;
             break;
@@ -566,12 +572,12 @@ static int chunked_scan(struct http_body *b, const char *p, size_t len, size_t *
         }
         case CB_DATA_CR:
             if (c != '\r')
-                return body_fail(b, "chunk data longer than its size");
+                FAIL("chunk data longer than its size");
             b->state = CB_DATA_LF;
             break;
         case CB_DATA_LF:
             if (c != '\n')
-                return body_fail(b, "bare CR after chunk data");
+                FAIL("bare CR after chunk data");
             b->state = CB_SIZE_FIRST;
             break;
         case CB_TRAILER_START:
@@ -580,25 +586,25 @@ static int chunked_scan(struct http_body *b, const char *p, size_t len, size_t *
                 break;
             }
             if (!is_tchar(c))
-                return body_fail(b, "malformed trailer field");
+                FAIL("malformed trailer field");
             b->state = CB_TRAILER;
             /* fall through */
         case CB_TRAILER:
             if (++b->trailer_len > MAX_TRAILER)
-                return body_fail(b, "trailer section too large");
+                FAIL("trailer section too large");
             if (c == '\r')
                 b->state = CB_TRAILER_LF;
             else if (!(cls[c] & C_FIELD) && c != ':')
-                return body_fail(b, "invalid byte in trailer field");
+                FAIL("invalid byte in trailer field");
             break;
         case CB_TRAILER_LF:
             if (c != '\n')
-                return body_fail(b, "bare CR in trailer field");
+                FAIL("bare CR in trailer field");
             b->state = CB_TRAILER_START;
             break;
         case CB_END_LF:
             if (c != '\n')
-                return body_fail(b, "bare CR ending the chunked body");
+                FAIL("bare CR ending the chunked body");
             b->state = CB_DONE;
             *used = i + 1;
             return HTTP_DONE;
@@ -608,6 +614,8 @@ static int chunked_scan(struct http_body *b, const char *p, size_t len, size_t *
     *used = len;
     return HTTP_AGAIN;
 }
+
+#undef FAIL
 
 int http_body_scan(struct http_body *b, const char *p, size_t len, size_t *used)
 {
