@@ -30,7 +30,8 @@ all: $(B)/edgegate $(B)/dcsim
 
 $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/libedgegate.a: $(CORE_OBJ)
 	@rm -f $@

@@ -68,6 +68,7 @@ struct conf_listener {
     struct conf_cert *certs;
     int ncerts;
     int sess;               /* enum conf_sess */
+    int sess_line;
     char *sess_name;
     size_t sess_name_len;
     char **dc_names;        /* as written; resolved into dcs by validation */

@@ -93,8 +93,10 @@ static void *arena_push(struct conf_arena **ap, void *arr, int *count, size_t el
 
 static void errs_add(struct conf_errs *e, const char *file, int line, const char *fmt, va_list ap)
 {
-    char msg[512];
+    char msg[1024];
     int n = snprintf(msg, sizeof(msg), "%s:%d: ", file, line);
+    if (n < 0 || (size_t)n >= sizeof(msg) / 2) /* a very long path: keep room for the message */
+        n = snprintf(msg, sizeof(msg), "...%s:%d: ", file + strlen(file) - 200, line);
     vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
     size_t len = strlen(msg);
     if (e->len + len + 2 > e->cap) {
@@ -192,7 +194,9 @@ static struct tok lex_quoted(struct parser *p)
             p->line++;
         if (c == '\\' && p->p < p->end) {
             c = *p->p++;
-            if (c == 'n')
+            if (c == '\n')
+                p->line++;
+            else if (c == 'n')
                 c = '\n';
             else if (c == 't')
                 c = '\t';
@@ -282,13 +286,21 @@ static void unlex(struct parser *p, struct tok t)
 
 int conf_parse_duration(const char *s, double *sec)
 {
-    char *end;
-    errno = 0;
-    if (!isdigit((unsigned char)*s))
+    /* Digits, an optional fraction, a unit: nothing strtod would also take
+     * (hexadecimal, exponents, inf). */
+    const char *end = s;
+    while (isdigit((unsigned char)*end))
+        end++;
+    if (end == s || end - s > 9)
         return EG_ERR;
-    double v = strtod(s, &end);
-    if (errno || end == s || !isfinite(v) || v < 0)
-        return EG_ERR;
+    if (*end == '.') {
+        const char *frac = ++end;
+        while (isdigit((unsigned char)*end))
+            end++;
+        if (end == frac || end - frac > 6)
+            return EG_ERR;
+    }
+    double v = strtod(s, NULL);
     double mul;
     if (strcmp(end, "ms") == 0)
         mul = 0.001;
@@ -721,12 +733,12 @@ static int cmd_listener_end(struct parser *p, struct stmt *st, void **child)
         return EG_ERR;
     }
     if (l->mode == MODE_TCP && (l->sess == SESS_HEADER || l->sess == SESS_COOKIE)) {
-        perr(p, l->line, "listener \"%s\": \"session %s\" needs mode http", l->name,
+        perr(p, l->sess_line, "listener \"%s\": \"session %s\" needs mode http", l->name,
              l->sess == SESS_HEADER ? "header" : "cookie");
         return EG_ERR;
     }
     if (l->sess == SESS_SNI && l->ncerts == 0) {
-        perr(p, l->line, "listener \"%s\": \"session sni\" needs \"tls\"", l->name);
+        perr(p, l->sess_line, "listener \"%s\": \"session sni\" needs \"tls\"", l->name);
         return EG_ERR;
     }
     return EG_OK;
@@ -785,6 +797,7 @@ static int cmd_session(struct parser *p, struct stmt *st, void **child)
     (void)child;
     struct conf_listener *l = cur_lsn(p, st);
     const char *k = ARG(0);
+    l->sess_line = st->line;
     bool named = strcmp(k, "header") == 0 || strcmp(k, "cookie") == 0;
     if (named) {
         if (st->nargs != 2 || !token_is_header_name(ARG(1))) {
@@ -1072,13 +1085,15 @@ static void validate_listener(struct parser *p, struct conf_listener *l)
     }
 }
 
-static void validate(struct parser *p)
+/* Checks that need the whole file. LAST is the file's last line, where
+ * errors about something missing are reported. */
+static void validate(struct parser *p, int last)
 {
     struct conf *c = p->conf;
     if (c->ndcs == 0)
-        perr(p, p->line, "no \"datacenter\" is defined");
+        perr(p, last, "no \"datacenter\" is defined");
     if (c->nlsns == 0)
-        perr(p, p->line, "no \"listener\" is defined");
+        perr(p, last, "no \"listener\" is defined");
     for (int i = 0; i < c->nlsns; i++) {
         struct conf_listener *l = &c->lsns[i];
         validate_listener(p, l);
@@ -1114,8 +1129,10 @@ struct conf *conf_parse(const char *file, const char *buf, size_t len, struct co
         perr(&p, 1, len == 0 ? "the file is empty" : "the file holds a NUL byte (not text)");
     else
         parse_block(&p, CTX_MAIN, NULL, 0, 1);
-    if (p.nerrs == 0)
-        validate(&p);
+    /* Cross references are checked even after syntax errors, so that one -t
+     * run reports everything it can. */
+    if (!p.fatal)
+        validate(&p, MAX(1, p.line - (len > 0 && buf[len - 1] == '\n')));
     if (p.nerrs > 0) {
         conf_free(c);
         return NULL;

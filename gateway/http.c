@@ -344,7 +344,8 @@ int http_parse(struct http_msg *m, const char *buf, size_t len, const struct htt
         case ST_VERSION:
         case ST_RVERSION:
             if (i >= lim->max_line)
-                return m->pos = i, fail(m, 414, "request line too long");
+                return m->pos = i, m->response ? fail(m, 502, "status line too long")
+                                                : fail(m, 414, "request line too long");
             if (m->state == ST_VERSION && c == '\r') {
                 if (parse_version(m, buf + m->cur, i - m->cur) != HTTP_DONE)
                     return m->pos = i, HTTP_ERROR;
@@ -460,6 +461,8 @@ more:
     m->pos = i;
     if (m->state <= ST_VERSION && i >= lim->max_line)
         return fail(m, 414, "request line too long");
+    if (m->state == ST_RVERSION && i >= lim->max_line)
+        return fail(m, 502, "status line too long");
     if (i >= lim->max_head)
         return fail(m, m->response ? 502 : 431, "header block too large");
     return HTTP_AGAIN;

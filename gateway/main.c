@@ -137,6 +137,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgegate: cannot start the event loop\n");
         return EXIT_RUNTIME;
     }
+    /* Timers (checks, timeouts) may fire up to 2ms late: batching them saves
+     * wakeups when thousands of servers are checked. I/O is not delayed. */
+    ev_set_timeout_collect_interval(loop, 0.002);
     srandom((unsigned)getpid() ^ (unsigned)ev_time());
     buf_pool_init(c->buffer_size);
     gw_init(loop, file);

@@ -1,0 +1,980 @@
+/* Unit tests of conf/: the directive table, error reporting (FILE:LINE:
+ * message naming the directive), defaults, robustness against garbage and
+ * mutated files, and the duration and size value parsers. */
+#include "conf/conf.h"
+#include "gateway/log.h"
+#include "gateway/util.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FILE_NAME "test.conf"
+
+/* One-line blocks that make a file valid; snippets below count lines with
+ * them in mind. */
+#define DC "datacenter a { server 127.0.0.1:9001; }\n"
+#define LSN "listener l { listen 127.0.0.1:8080; }\n"
+
+static struct conf *parse(const char *text, struct conf_errs *e)
+{
+    memset(e, 0, sizeof(*e));
+    return conf_parse(FILE_NAME, text, strlen(text), e);
+}
+
+/* Is there an error line "test.conf:LINE: ..." that contains NEEDLE? */
+static bool has_error(const struct conf_errs *e, int line, const char *needle)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), FILE_NAME ":%d: ", line);
+    for (const char *s = e->text; s && *s;) {
+        const char *nl = strchr(s, '\n');
+        size_t n = nl ? (size_t)(nl - s) : strlen(s);
+        char l[1024];
+        snprintf(l, sizeof(l), "%.*s", (int)MIN(n, sizeof(l) - 1), s);
+        if (strncmp(l, prefix, strlen(prefix)) == 0 && strstr(l, needle))
+            return true;
+        s += n + (nl ? 1 : 0);
+    }
+    return false;
+}
+
+/* TEXT is rejected with an error at LINE whose message contains NEEDLE. */
+static void expect_error(const char *text, int line, const char *needle)
+{
+    struct conf_errs e;
+    struct conf *c = parse(text, &e);
+    bool found = e.count >= 1 && has_error(&e, line, needle);
+    if (c || !found)
+        print_error("input:\n%s\nerrors (%d):\n%s\nwanted %s:%d: ...%s...\n", text, e.count,
+                    e.text ? e.text : "(none)", FILE_NAME, line, needle);
+    conf_free(c);
+    conf_errs_free(&e);
+    assert_null(c);
+    assert_true(found);
+}
+
+static struct conf *expect_ok(const char *text)
+{
+    struct conf_errs e;
+    struct conf *c = parse(text, &e);
+    if (!c)
+        print_error("input:\n%s\nerrors:\n%s\n", text, e.text ? e.text : "(none)");
+    int count = e.count;
+    conf_errs_free(&e);
+    assert_non_null(c);
+    assert_int_equal(count, 0);
+    return c;
+}
+
+static uint16_t port_of(const struct net_addr *a)
+{
+    if (a->ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+}
+
+static const char full_conf[] =
+    "# edgegate: every directive of the table\n"
+    "workers 4;\n"
+    "log /var/log/edgegate.log debug;   # file and level\n"
+    "stats 127.0.0.1:9100;\n"
+    "buffer_size 16k;\n"
+    "drain_timeout 1m;\n"
+    "\n"
+    "datacenter ams {\n"
+    "    priority 1;\n"
+    "    server 127.0.0.1:9001;\n"
+    "    server app.ams.example:80 weight 2;   # a name, resolved\n"
+    "    server [::1]:9003 weight 3;\n"
+    "    check http /health interval 500ms timeout 2s rise 4 fall 5 expect 204 host \"hc.example\";\n"
+    "    min_servers 2;\n"
+    "    passive fall 7 timeout 1h;\n"
+    "    resolve_interval 1m;\n"
+    "}\n"
+    "\n"
+    "datacenter \"fra\" {\n"
+    "    priority 2;\n"
+    "    server 10.0.0.2:9002;\n"
+    "    check tcp interval 2s;\n"
+    "}\n"
+    "\n"
+    "datacenter lon { priority 1; server 10.0.0.3:9003; check tls; }\n"
+    "\n"
+    "listener web {\n"
+    "    listen 0.0.0.0:8080;\n"
+    "    listen [::1]:8080;\n"
+    "    mode http;\n"
+    "    tls cert \"/etc/edgegate/site.pem\" key '/etc/edgegate/site.key';\n"
+    "    tls cert /etc/edgegate/b.pem key /etc/edgegate/b.key;\n"
+    "    session cookie sid;\n"
+    "    datacenters lon ams;\n"
+    "    failback on;\n"
+    "    retries 5;\n"
+    "    connect_timeout 500ms;\n"
+    "    idle_timeout 1h;\n"
+    "    hold_timeout 2s;\n"
+    "}\n"
+    "\n"
+    "listener raw {\n"
+    "    listen [::]:9000;\n"
+    "    mode tcp;\n"
+    "    session client_ip;\n"
+    "}\n";
+
+/* ---- valid files ---- */
+
+static void full_file_globals(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(full_conf);
+    assert_string_equal(c->file, FILE_NAME);
+    assert_int_equal(c->workers, 4);
+    assert_int_equal(c->log_level, LOG_DEBUG);
+    assert_string_equal(c->log_file, "/var/log/edgegate.log");
+    assert_true(c->stats_on);
+    assert_int_equal(c->stats_addr.ss.ss_family, AF_INET);
+    assert_int_equal(port_of(&c->stats_addr), 9100);
+    assert_int_equal(c->buffer_size, 16384);
+    assert_float_equal(c->drain_timeout, 60, 1e-9);
+    assert_int_equal(c->ndcs, 3);
+    assert_int_equal(c->nlsns, 2);
+    conf_free(c);
+}
+
+static void full_file_datacenter_with_http_check(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(full_conf);
+    const struct conf_dc *d = &c->dcs[0];
+    assert_string_equal(d->name, "ams");
+    assert_int_equal(d->line, 8);
+    assert_int_equal(d->priority, 1);
+    assert_int_equal(d->nservers, 3);
+    assert_string_equal(d->servers[0].host, "127.0.0.1");
+    assert_int_equal(d->servers[0].port, 9001);
+    assert_int_equal(d->servers[0].weight, 1);
+    assert_false(d->servers[0].resolve);
+    assert_int_equal(d->servers[0].addr.ss.ss_family, AF_INET);
+    assert_int_equal(d->servers[0].line, 10);
+    assert_string_equal(d->servers[1].spec, "app.ams.example:80");
+    assert_string_equal(d->servers[1].host, "app.ams.example");
+    assert_int_equal(d->servers[1].port, 80);
+    assert_int_equal(d->servers[1].weight, 2);
+    assert_true(d->servers[1].resolve);
+    assert_string_equal(d->servers[2].host, "::1");
+    assert_int_equal(d->servers[2].port, 9003);
+    assert_int_equal(d->servers[2].weight, 3);
+    assert_false(d->servers[2].resolve);
+    assert_int_equal(d->servers[2].addr.ss.ss_family, AF_INET6);
+    assert_int_equal(d->check.type, CHECK_HTTP);
+    assert_string_equal(d->check.path, "/health");
+    assert_string_equal(d->check.host, "hc.example");
+    assert_int_equal(d->check.expect, 204);
+    assert_float_equal(d->check.interval, 0.5, 1e-9);
+    assert_float_equal(d->check.timeout, 2, 1e-9);
+    assert_int_equal(d->check.rise, 4);
+    assert_int_equal(d->check.fall, 5);
+    assert_int_equal(d->min_servers, 2);
+    assert_int_equal(d->passive_fall, 7);
+    assert_float_equal(d->passive_timeout, 3600, 1e-9);
+    assert_float_equal(d->resolve_interval, 60, 1e-9);
+    conf_free(c);
+}
+
+static void full_file_tcp_and_tls_checks(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(full_conf);
+    const struct conf_dc *fra = &c->dcs[1], *lon = &c->dcs[2];
+    assert_string_equal(fra->name, "fra");
+    assert_int_equal(fra->priority, 2);
+    assert_int_equal(fra->check.type, CHECK_TCP);
+    assert_float_equal(fra->check.interval, 2, 1e-9);
+    assert_float_equal(fra->check.timeout, 1, 1e-9);
+    assert_int_equal(fra->check.rise, 2);
+    assert_int_equal(fra->check.fall, 3);
+    assert_null(fra->check.path);
+    assert_string_equal(lon->name, "lon");
+    assert_int_equal(lon->priority, 1);
+    assert_int_equal(lon->check.type, CHECK_TLS);
+    assert_int_equal(lon->nservers, 1);
+    assert_int_equal(lon->servers[0].port, 9003);
+    conf_free(c);
+}
+
+static void full_file_http_listener(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(full_conf);
+    const struct conf_listener *l = &c->lsns[0];
+    assert_string_equal(l->name, "web");
+    assert_int_equal(l->line, 27);
+    assert_int_equal(l->nlistens, 2);
+    assert_int_equal(l->listens[0].addr.ss.ss_family, AF_INET);
+    assert_int_equal(port_of(&l->listens[0].addr), 8080);
+    assert_int_equal(l->listens[1].addr.ss.ss_family, AF_INET6);
+    assert_int_equal(port_of(&l->listens[1].addr), 8080);
+    assert_int_equal(l->listens[1].line, 29);
+    assert_int_equal(l->mode, MODE_HTTP);
+    assert_int_equal(l->ncerts, 2);
+    assert_string_equal(l->certs[0].cert, "/etc/edgegate/site.pem");
+    assert_string_equal(l->certs[0].key, "/etc/edgegate/site.key");
+    assert_string_equal(l->certs[1].cert, "/etc/edgegate/b.pem");
+    assert_string_equal(l->certs[1].key, "/etc/edgegate/b.key");
+    assert_int_equal(l->sess, SESS_COOKIE);
+    assert_string_equal(l->sess_name, "sid");
+    assert_int_equal(l->sess_name_len, 3);
+    assert_int_equal(l->ndcs, 2);
+    assert_int_equal(l->dcs[0], 2); /* lon */
+    assert_int_equal(l->dcs[1], 0); /* ams */
+    assert_true(l->failback);
+    assert_int_equal(l->retries, 5);
+    assert_float_equal(l->connect_timeout, 0.5, 1e-9);
+    assert_float_equal(l->idle_timeout, 3600, 1e-9);
+    assert_float_equal(l->hold_timeout, 2, 1e-9);
+    conf_free(c);
+}
+
+static void full_file_tcp_listener_gets_defaults(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(full_conf);
+    const struct conf_listener *l = &c->lsns[1];
+    assert_string_equal(l->name, "raw");
+    assert_int_equal(l->nlistens, 1);
+    assert_int_equal(l->listens[0].addr.ss.ss_family, AF_INET6);
+    assert_int_equal(port_of(&l->listens[0].addr), 9000);
+    assert_int_equal(l->mode, MODE_TCP);
+    assert_int_equal(l->sess, SESS_CLIENT_IP);
+    assert_int_equal(l->ncerts, 0);
+    assert_int_equal(l->ndcs, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(l->dcs[i], i);
+    assert_false(l->failback);
+    assert_int_equal(l->retries, 2);
+    assert_float_equal(l->connect_timeout, 1, 1e-9);
+    assert_float_equal(l->idle_timeout, 60, 1e-9);
+    conf_free(c);
+}
+
+static void minimal_file_gets_defaults(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(DC "datacenter b { server 127.0.0.1:9002; }\n" LSN);
+    assert_int_equal(c->workers, 1);
+    assert_int_equal(c->log_level, LOG_INFO);
+    assert_null(c->log_file);
+    assert_false(c->stats_on);
+    assert_int_equal(c->buffer_size, 16384);
+    assert_float_equal(c->drain_timeout, 30, 1e-9);
+    assert_int_equal(c->dcs[0].priority, 1);
+    assert_int_equal(c->dcs[0].check.type, CHECK_NONE);
+    assert_int_equal(c->dcs[0].servers[0].weight, 1);
+    const struct conf_listener *l = &c->lsns[0];
+    assert_int_equal(l->mode, MODE_HTTP);
+    assert_int_equal(l->sess, SESS_NONE);
+    assert_int_equal(l->retries, 2);
+    assert_float_equal(l->connect_timeout, 1, 1e-9);
+    assert_float_equal(l->idle_timeout, 60, 1e-9);
+    assert_false(l->failback);
+    assert_int_equal(l->ndcs, 2);
+    assert_int_equal(l->dcs[0], 0);
+    assert_int_equal(l->dcs[1], 1);
+    conf_free(c);
+}
+
+static void workers_auto_is_zero(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok("workers auto;\n" DC LSN);
+    assert_int_equal(c->workers, 0);
+    conf_free(c);
+}
+
+static void log_level_alone_and_buffer_size_1m(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok("log warn;\nbuffer_size 1m;\n" DC LSN);
+    assert_int_equal(c->log_level, LOG_WARN);
+    assert_null(c->log_file);
+    assert_int_equal(c->buffer_size, 1024 * 1024);
+    conf_free(c);
+}
+
+static void session_header_and_sni(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(DC
+                               "listener h { listen 127.0.0.1:8080; session header X-Session; }\n"
+                               "listener s { listen 127.0.0.1:8443; mode tcp;\n"
+                               "  tls cert /c.pem key /k.pem; session sni; }\n");
+    assert_int_equal(c->lsns[0].sess, SESS_HEADER);
+    assert_string_equal(c->lsns[0].sess_name, "X-Session");
+    assert_int_equal(c->lsns[0].sess_name_len, 9);
+    assert_int_equal(c->lsns[1].sess, SESS_SNI);
+    assert_int_equal(c->lsns[1].mode, MODE_TCP);
+    conf_free(c);
+}
+
+/* The example of SPEC.md "Configuration", as written there. */
+static void spec_example_parses(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(
+        "workers auto;\n"
+        "log info;\n"
+        "stats 127.0.0.1:9100;\n"
+        "redis 127.0.0.1:6379 {\n"
+        "    password secret;\n"
+        "    prefix edgegate:;\n"
+        "    ttl 1h;\n"
+        "    timeout 50ms;\n"
+        "}\n"
+        "datacenter ams {\n"
+        "    priority 1;\n"
+        "    server 127.0.0.1:9001;\n"
+        "    server app.ams.example:80 weight 2;\n"
+        "    check http /health interval 1s timeout 500ms rise 2 fall 3;\n"
+        "}\n"
+        "datacenter fra { priority 1; server 127.0.0.1:9002; check tcp interval 1s; }\n"
+        "listener web {\n"
+        "    listen 0.0.0.0:8080;\n"
+        "    mode http;\n"
+        "    tls cert /etc/edgegate/site.pem key /etc/edgegate/site.key;\n"
+        "    session cookie sid;\n"
+        "    datacenters ams fra;\n"
+        "    failback off;\n"
+        "    retries 2;\n"
+        "    connect_timeout 1s;\n"
+        "    idle_timeout 60s;\n"
+        "}\n");
+    assert_int_equal(c->ndcs, 2);
+    assert_int_equal(c->nlsns, 1);
+    conf_free(c);
+}
+
+/* ---- one error each ---- */
+
+static void unknown_directive(void **state)
+{
+    (void)state;
+    expect_error("bogus 1;\n" DC LSN, 1, "unknown directive \"bogus\"");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n frobnicate on;\n}\n", 4,
+                 "unknown directive \"frobnicate\"");
+}
+
+static void directive_in_wrong_block(void **state)
+{
+    (void)state;
+    expect_error("server 127.0.0.1:9001;\n" DC LSN, 1, "\"server\" is not allowed at the top level");
+    expect_error("datacenter a {\n server 127.0.0.1:9001;\n listen 127.0.0.1:8081;\n}\n" LSN, 3,
+                 "\"listen\" is not allowed in a datacenter block");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n workers 2;\n}\n", 4,
+                 "\"workers\" is not allowed in a listener block");
+}
+
+static void missing_semicolon_at_end_of_file(void **state)
+{
+    (void)state;
+    expect_error(DC LSN "workers 2", 3, "\"workers\": missing \";\"");
+}
+
+static void missing_semicolon_before_brace(void **state)
+{
+    (void)state;
+    expect_error("datacenter a {\n server 127.0.0.1:9001;\n priority 2\n}\n" LSN, 3,
+                 "\"priority\": missing \";\"");
+}
+
+static void missing_argument(void **state)
+{
+    (void)state;
+    expect_error("workers;\n" DC LSN, 1, "\"workers\": missing argument");
+    expect_error(DC "listener l {\n listen;\n}\n", 3, "\"listen\": missing argument");
+}
+
+static void too_many_arguments(void **state)
+{
+    (void)state;
+    expect_error("workers 1 2;\n" DC LSN, 1, "\"workers\": too many arguments");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n retries 1 2;\n}\n", 4,
+                 "\"retries\": too many arguments");
+}
+
+static void bad_duration(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n connect_timeout 5x;\n}\n", 4,
+                 "\"connect_timeout\": expected a duration");
+    expect_error("drain_timeout soon;\n" DC LSN, 1, "\"drain_timeout\": expected a duration");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n idle_timeout 0s;\n}\n", 4,
+                 "\"idle_timeout\": expected a duration above zero");
+}
+
+static void bad_size(void **state)
+{
+    (void)state;
+    expect_error("buffer_size 16q;\n" DC LSN, 1, "\"buffer_size\": expected a size");
+    expect_error("buffer_size 2m;\n" DC LSN, 1, "\"buffer_size\": expected a size from 4k to 1m");
+}
+
+static void bad_integer(void **state)
+{
+    (void)state;
+    expect_error("workers two;\n" DC LSN, 1, "\"workers\": expected an integer");
+    expect_error("datacenter a {\n server 127.0.0.1:9001;\n priority 1.5;\n}\n" LSN, 3,
+                 "\"priority\": expected an integer");
+}
+
+static void out_of_range_value(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n retries 17;\n}\n", 4,
+                 "\"retries\": expected an integer from 0 to 16, got \"17\"");
+    expect_error("workers 0;\n" DC LSN, 1, "\"workers\": expected an integer from 1 to 256");
+    expect_error("datacenter a {\n server 127.0.0.1:9001;\n priority -1;\n}\n" LSN, 3,
+                 "\"priority\": expected an integer from 0");
+}
+
+static void bad_keyword_value(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n mode udp;\n}\n", 4,
+                 "\"mode\": expected http or tcp");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n failback maybe;\n}\n", 4,
+                 "\"failback\": expected on or off");
+    expect_error("log loud;\n" DC LSN, 1, "\"log\": expected a level");
+}
+
+static void unknown_datacenter_in_datacenters(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n datacenters a nowhere;\n}\n", 4,
+                 "\"datacenters\": unknown datacenter \"nowhere\"");
+}
+
+static void datacenter_listed_twice_in_datacenters(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n datacenters a a;\n}\n", 4,
+                 "\"datacenters\": \"a\" is listed twice");
+}
+
+static void duplicate_datacenter_name(void **state)
+{
+    (void)state;
+    expect_error(DC "datacenter a { server 127.0.0.1:9002; }\n" LSN, 2,
+                 "\"datacenter\": \"a\" is defined twice");
+}
+
+static void duplicate_listener_name(void **state)
+{
+    (void)state;
+    expect_error(DC LSN "listener l { listen 127.0.0.1:8081; }\n", 3,
+                 "\"listener\": \"l\" is defined twice");
+}
+
+static void duplicate_listen_address(void **state)
+{
+    (void)state;
+    expect_error(DC LSN "listener m {\n listen 127.0.0.1:8080;\n}\n", 4,
+                 "\"listen\": this address is already used by listener \"l\"");
+    expect_error(DC "listener l {\n listen [::1]:80;\n listen [::1]:80;\n}\n", 4,
+                 "already used by listener \"l\"");
+    expect_error("stats 127.0.0.1:8080;\n" DC LSN, 3, "\"listen\": the stats endpoint uses this");
+}
+
+static void unterminated_block(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n", 2, "not closed");
+}
+
+static void unterminated_quoted_string(void **state)
+{
+    (void)state;
+    expect_error(DC LSN "log \"info;\n\n", 3, "unterminated quoted string");
+}
+
+static void stray_closing_brace(void **state)
+{
+    (void)state;
+    expect_error(DC "}\n" LSN, 2, "unexpected \"}\"");
+}
+
+static void empty_file(void **state)
+{
+    (void)state;
+    expect_error("", 1, "empty");
+}
+
+static void only_comments(void **state)
+{
+    (void)state;
+    struct conf_errs e;
+    struct conf *c = parse("# nothing\n   # here either\n", &e);
+    assert_null(c);
+    assert_true(e.count >= 1);
+    assert_non_null(strstr(e.text, FILE_NAME ":"));
+    assert_non_null(strstr(e.text, "no \"datacenter\""));
+    conf_errs_free(&e);
+}
+
+static uint32_t rng_state;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static void binary_garbage(void **state)
+{
+    (void)state;
+    rng_state = 0x1234567;
+    for (int round = 0; round < 200; round++) {
+        char buf[1024];
+        size_t n = 1 + rnd() % sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (char)rnd();
+        if (round % 2) /* half without NUL: the tokenizer has to reject them */
+            for (size_t i = 0; i < n; i++)
+                buf[i] = buf[i] ? buf[i] : (char)0xff;
+        struct conf_errs e = {0};
+        struct conf *c = conf_parse(FILE_NAME, buf, n, &e);
+        assert_null(c);
+        assert_true(e.count >= 1);
+        assert_int_equal(strncmp(e.text, FILE_NAME ":", strlen(FILE_NAME ":")), 0);
+        conf_errs_free(&e);
+    }
+}
+
+static void high_byte_in_a_word(void **state)
+{
+    (void)state;
+    expect_error(DC LSN "work\xe9rs 1;\n", 3, "invalid byte 0xe9");
+}
+
+static void datacenter_without_server(void **state)
+{
+    (void)state;
+    expect_error("datacenter a {\n priority 1;\n}\n" LSN, 1, "datacenter \"a\": no \"server\"");
+}
+
+static void listener_without_listen(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n mode tcp;\n}\n", 2, "listener \"l\": no \"listen\"");
+}
+
+static void session_header_in_tcp_mode(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n mode tcp;\n session header X-S;\n}\n",
+                 5, "\"session header\" needs mode http");
+}
+
+static void session_sni_without_tls(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n session sni;\n}\n", 4,
+                 "\"session sni\" needs \"tls\"");
+}
+
+static void bad_session_arguments(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n session cookie;\n}\n", 4,
+                 "\"session\": \"cookie\" needs a name");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n session header \"a b\";\n}\n", 4,
+                 "\"session\": \"header\" needs a name");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n session url;\n}\n", 4,
+                 "\"session\": expected header NAME");
+}
+
+static void bad_server_address(void **state)
+{
+    (void)state;
+    const char *bad[] = {"nohost", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:", ":80",
+                         "bad!host:80", "[::1:80", "127.0.0.1:80x"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "datacenter a {\n server 127.0.0.1:1;\n server %s;\n}\n" LSN,
+                 bad[i]);
+        expect_error(text, 3, "\"server\"");
+    }
+    expect_error("datacenter a {\n server 127.0.0.1:80 weight 0;\n}\n" LSN, 2,
+                 "\"server\": expected an integer from 1 to 1000");
+    expect_error("datacenter a {\n server 127.0.0.1:80 wieght 2;\n}\n" LSN, 2,
+                 "\"server\": expected \"weight N\"");
+}
+
+static void bad_listen_address(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen example.com:80;\n}\n", 3, "\"listen\"");
+    expect_error(DC "listener l {\n listen 127.0.0.1;\n}\n", 3, "\"listen\"");
+}
+
+static void bad_check_arguments(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *check, *needle;
+    } bad[] = {
+        {"check udp", "\"check\": expected tcp, http or tls"},
+        {"check http", "\"check\": http needs a path"},
+        {"check http health", "\"check\": http needs a path"},
+        {"check tcp interval", "\"check\": \"interval\" needs a value"},
+        {"check tcp interval 0s", "\"check\": expected a duration above zero"},
+        {"check tcp timeout x", "\"check\": expected a duration"},
+        {"check tcp rise 0", "\"check\": expected an integer from 1 to 100"},
+        {"check tcp fall 101", "\"check\": expected an integer from 1 to 100"},
+        {"check tcp expect 200", "\"check\": expected interval, timeout"},
+        {"check http /h expect 99", "\"check\": expected an integer from 100 to 599"},
+        {"check http /h bogus 1", "\"check\": expected interval, timeout"},
+        {"check http /h host \"a b\"", "\"check\": expected a host name"},
+        {"check http \"/a b\"", "\"check\": the path may not contain spaces"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "datacenter a {\n server 127.0.0.1:1;\n %s;\n}\n" LSN,
+                 bad[i].check);
+        expect_error(text, 3, bad[i].needle);
+    }
+}
+
+static void bad_tls_arguments(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n tls /c.pem /k.pem;\n}\n", 4,
+                 "\"tls\": expected \"tls cert FILE key FILE\"");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n tls cert /c.pem;\n}\n", 4,
+                 "\"tls\": expected \"tls cert FILE key FILE\"");
+}
+
+static void bad_datacenter_tuning(void **state)
+{
+    (void)state;
+    expect_error("datacenter a {\n server 127.0.0.1:1;\n passive fall;\n}\n" LSN, 3,
+                 "\"passive\": missing argument");
+    expect_error("datacenter a {\n server 127.0.0.1:1;\n passive fall 2 timeout;\n}\n" LSN, 3,
+                 "\"passive\": \"timeout\" needs a value");
+    expect_error("datacenter a {\n server 127.0.0.1:1;\n passive rise 2;\n}\n" LSN, 3,
+                 "\"passive\": expected fall or timeout");
+    expect_error("datacenter a {\n server 127.0.0.1:1;\n min_servers 2;\n}\n" LSN, 1,
+                 "\"min_servers 2\" but only 1 servers");
+    expect_error("datacenter a {\n server 127.0.0.1:1;\n resolve_interval 0;\n}\n" LSN, 3,
+                 "\"resolve_interval\": expected a duration above zero");
+}
+
+static void bad_names(void **state)
+{
+    (void)state;
+    expect_error("datacenter \"a b\" { server 127.0.0.1:1; }\n" LSN, 1, "\"datacenter\"");
+    expect_error(DC "listener \"\" { listen 127.0.0.1:8080; }\n", 2, "\"listener\"");
+}
+
+/* A quoted string that spans lines counts them, with or without an escaped
+ * newline. */
+static void quoted_newlines_keep_line_numbers(void **state)
+{
+    (void)state;
+    expect_error("foo \"a\nb\";\nbar;\n", 3, "unknown directive \"bar\"");
+    expect_error("foo \"a\\\nb\";\nbar;\n", 3, "unknown directive \"bar\"");
+}
+
+/* A file name longer than the message buffer must neither overflow it nor
+ * crowd out the message. Run in a child so that a crash is a failure. */
+static void long_file_name_error_names_the_directive(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char name[700];
+        memset(name, 'd', sizeof(name) - 1);
+        name[sizeof(name) - 1] = '\0';
+        struct conf_errs e = {0};
+        struct conf *c = conf_parse(name, "bogus;\n", 7, &e);
+        bool ok = !c && e.count >= 1 && strstr(e.text, "unknown directive \"bogus\"");
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- several errors ---- */
+
+static void every_error_is_reported(void **state)
+{
+    (void)state;
+    struct conf_errs e;
+    struct conf *c = parse("workers two;\n"                 /* 1 */
+                           "bogus;\n"                       /* 2 */
+                           "datacenter a {\n"               /* 3 */
+                           "  server 127.0.0.1:9001;\n"     /* 4 */
+                           "  priority high;\n"             /* 5 */
+                           "  listen 127.0.0.1:1;\n"        /* 6 */
+                           "}\n"                            /* 7 */
+                           "listener l {\n"                 /* 8 */
+                           "  listen 127.0.0.1:8080;\n"     /* 9 */
+                           "  retries 99;\n"                /* 10 */
+                           "  idle_timeout forever;\n"      /* 11 */
+                           "  mode ftp;\n"                  /* 12 */
+                           "}\n"                            /* 13 */
+                           "buffer_size lots;\n",           /* 14 */
+                           &e);
+    assert_null(c);
+    assert_true(e.count >= 7);
+    assert_true(has_error(&e, 1, "\"workers\""));
+    assert_true(has_error(&e, 2, "\"bogus\""));
+    assert_true(has_error(&e, 5, "\"priority\""));
+    assert_true(has_error(&e, 6, "\"listen\""));
+    assert_true(has_error(&e, 10, "\"retries\""));
+    assert_true(has_error(&e, 11, "\"idle_timeout\""));
+    assert_true(has_error(&e, 12, "\"mode\""));
+    assert_true(has_error(&e, 14, "\"buffer_size\""));
+    conf_errs_free(&e);
+}
+
+/* ---- mutations of a valid file ---- */
+
+static void check_valid(const struct conf *c)
+{
+    assert_true(c->ndcs >= 1);
+    assert_true(c->nlsns >= 1);
+    for (int i = 0; i < c->ndcs; i++) {
+        const struct conf_dc *d = &c->dcs[i];
+        assert_non_null(d->name);
+        assert_true(d->nservers >= 1);
+        for (int k = 0; k < d->nservers; k++) {
+            assert_in_range(d->servers[k].port, 1, 65535);
+            assert_in_range(d->servers[k].weight, 1, 1000);
+        }
+    }
+    for (int i = 0; i < c->nlsns; i++) {
+        const struct conf_listener *l = &c->lsns[i];
+        assert_true(l->nlistens >= 1);
+        assert_true(l->ndcs >= 1);
+        for (int k = 0; k < l->ndcs; k++)
+            assert_in_range(l->dcs[k], 0, c->ndcs - 1);
+        assert_in_range(l->retries, 0, CONF_MAX_RETRIES);
+        assert_true(l->mode == MODE_HTTP || l->mode == MODE_TCP);
+        assert_true(l->connect_timeout > 0 && l->idle_timeout > 0);
+    }
+}
+
+static size_t mutate(char *buf, size_t n, size_t cap)
+{
+    static const char ins[] = {'{', '}', ';', '"', '#', '\0'};
+    int times = 1 + (int)(rnd() % 4);
+    for (int t = 0; t < times && n > 0; t++) {
+        size_t pos = rnd() % n;
+        switch (rnd() % 5) {
+        case 0:
+            buf[pos] = (char)(buf[pos] ^ (1 << (rnd() % 8)));
+            break;
+        case 1:
+            n = pos;
+            break;
+        case 2:
+        case 3:
+            if (n < cap) {
+                memmove(buf + pos + 1, buf + pos, n - pos);
+                buf[pos] = ins[rnd() % sizeof(ins)];
+                n++;
+            }
+            break;
+        case 4:
+            buf[pos] = ' ';
+            break;
+        }
+    }
+    return n;
+}
+
+static void random_mutations_do_not_crash(void **state)
+{
+    (void)state;
+    rng_state = 20240601;
+    size_t base = strlen(full_conf), cap = base + 16;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    int valid = 0;
+    for (int i = 0; i < 10000; i++) {
+        memcpy(buf, full_conf, base);
+        size_t n = mutate(buf, base, cap);
+        /* An exact-size copy, so that a read past the end is caught under ASan. */
+        char *exact = malloc(n ? n : 1);
+        assert_non_null(exact);
+        memcpy(exact, buf, n);
+        struct conf_errs e = {0};
+        struct conf *c = conf_parse(FILE_NAME, exact, n, &e);
+        if (c) {
+            assert_int_equal(e.count, 0);
+            check_valid(c);
+            valid++;
+        } else {
+            assert_true(e.count > 0);
+            assert_non_null(e.text);
+        }
+        conf_free(c);
+        conf_errs_free(&e);
+        free(exact);
+    }
+    free(buf);
+    /* Some mutations (inside comments) leave the file valid. */
+    assert_true(valid > 0);
+}
+
+/* ---- value parsers ---- */
+
+static void durations(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        double v;
+    } good[] = {
+        {"500ms", 0.5}, {"2s", 2}, {"1m", 60}, {"1h", 3600}, {"1d", 86400}, {"0", 0},
+        {"0s", 0}, {"10", 10}, {"1.5s", 1.5}, {"250ms", 0.25}, {"365d", 365 * 86400.0},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        double v = -1;
+        if (conf_parse_duration(good[i].s, &v) != 0)
+            print_error("duration \"%s\" rejected\n", good[i].s);
+        assert_int_equal(conf_parse_duration(good[i].s, &v), 0);
+        assert_float_equal(v, good[i].v, 1e-9);
+    }
+}
+
+static void bad_durations(void **state)
+{
+    (void)state;
+    static const char *bad[] = {"", "s", "ms", "-1s", "+1s", " 1s", "1 s", "1x", "1sec", "1ms2",
+                                "1mss", "inf", "nan", "1e999s", ".5s", "366d", "8761h"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        double v = 42;
+        if (conf_parse_duration(bad[i], &v) == 0)
+            print_error("duration \"%s\" accepted\n", bad[i]);
+        assert_int_equal(conf_parse_duration(bad[i], &v), -1);
+        assert_float_equal(v, 42, 0);
+    }
+}
+
+/* A duration is decimal: strtod would read "0x10s" as 16 seconds. */
+static void hex_duration_is_rejected(void **state)
+{
+    (void)state;
+    double v = 42;
+    assert_int_equal(conf_parse_duration("0x10s", &v), -1);
+    assert_int_equal(conf_parse_duration("0x1p3", &v), -1);
+}
+
+static void sizes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t v;
+    } good[] = {
+        {"16k", 16384}, {"1m", 1048576}, {"16K", 16384}, {"1M", 1048576},
+        {"1g", 1073741824}, {"0", 0}, {"100", 100}, {"1024g", (size_t)1 << 40},
+        {"1099511627776", (size_t)1 << 40},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        size_t v = 7;
+        assert_int_equal(conf_parse_size(good[i].s, &v), 0);
+        assert_int_equal(v, good[i].v);
+    }
+}
+
+static void bad_sizes(void **state)
+{
+    (void)state;
+    static const char *bad[] = {"", "k", "-1", "+1", " 1", "1 k", "1.5k", "1kb", "1t", "1x",
+                                "1025g", "1099511627777", "18446744073709551616", "0x10"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        size_t v = 7;
+        if (conf_parse_size(bad[i], &v) == 0)
+            print_error("size \"%s\" accepted\n", bad[i]);
+        assert_int_equal(conf_parse_size(bad[i], &v), -1);
+        assert_int_equal(v, 7);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(full_file_globals),
+        cmocka_unit_test(full_file_datacenter_with_http_check),
+        cmocka_unit_test(full_file_tcp_and_tls_checks),
+        cmocka_unit_test(full_file_http_listener),
+        cmocka_unit_test(full_file_tcp_listener_gets_defaults),
+        cmocka_unit_test(minimal_file_gets_defaults),
+        cmocka_unit_test(workers_auto_is_zero),
+        cmocka_unit_test(log_level_alone_and_buffer_size_1m),
+        cmocka_unit_test(session_header_and_sni),
+        cmocka_unit_test(spec_example_parses),
+        cmocka_unit_test(unknown_directive),
+        cmocka_unit_test(directive_in_wrong_block),
+        cmocka_unit_test(missing_semicolon_at_end_of_file),
+        cmocka_unit_test(missing_semicolon_before_brace),
+        cmocka_unit_test(missing_argument),
+        cmocka_unit_test(too_many_arguments),
+        cmocka_unit_test(bad_duration),
+        cmocka_unit_test(bad_size),
+        cmocka_unit_test(bad_integer),
+        cmocka_unit_test(out_of_range_value),
+        cmocka_unit_test(bad_keyword_value),
+        cmocka_unit_test(unknown_datacenter_in_datacenters),
+        cmocka_unit_test(datacenter_listed_twice_in_datacenters),
+        cmocka_unit_test(duplicate_datacenter_name),
+        cmocka_unit_test(duplicate_listener_name),
+        cmocka_unit_test(duplicate_listen_address),
+        cmocka_unit_test(unterminated_block),
+        cmocka_unit_test(unterminated_quoted_string),
+        cmocka_unit_test(stray_closing_brace),
+        cmocka_unit_test(empty_file),
+        cmocka_unit_test(only_comments),
+        cmocka_unit_test(binary_garbage),
+        cmocka_unit_test(high_byte_in_a_word),
+        cmocka_unit_test(datacenter_without_server),
+        cmocka_unit_test(listener_without_listen),
+        cmocka_unit_test(session_header_in_tcp_mode),
+        cmocka_unit_test(session_sni_without_tls),
+        cmocka_unit_test(bad_session_arguments),
+        cmocka_unit_test(bad_server_address),
+        cmocka_unit_test(bad_listen_address),
+        cmocka_unit_test(bad_check_arguments),
+        cmocka_unit_test(bad_tls_arguments),
+        cmocka_unit_test(bad_datacenter_tuning),
+        cmocka_unit_test(bad_names),
+        cmocka_unit_test(quoted_newlines_keep_line_numbers),
+        cmocka_unit_test(long_file_name_error_names_the_directive),
+        cmocka_unit_test(every_error_is_reported),
+        cmocka_unit_test(random_mutations_do_not_crash),
+        cmocka_unit_test(durations),
+        cmocka_unit_test(bad_durations),
+        cmocka_unit_test(hex_duration_is_rejected),
+        cmocka_unit_test(sizes),
+        cmocka_unit_test(bad_sizes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
