@@ -83,6 +83,29 @@ struct conf_listener {
     double hold_timeout;    /* how long traffic waits while no datacenter is up */
 };
 
+#define CONF_MAX_SENTINELS 8
+
+struct conf_hostport {
+    char *host;
+    uint16_t port;
+};
+
+struct conf_redis {
+    bool on;
+    int line;
+    bool sentinel;              /* addrs are sentinels, `master` names the set */
+    struct conf_hostport addrs[CONF_MAX_SENTINELS];
+    int naddrs;
+    char *master;
+    char *password;
+    int db;
+    char *prefix;
+    double ttl;                 /* affinity lifetime, refreshed on use */
+    double timeout;             /* a slower answer counts as Redis being down */
+    size_t cache_size;          /* local cache entries */
+    double cache_ttl;           /* a cached answer is used without asking for this long */
+};
+
 struct conf {
     char *file;
     struct conf_arena *arena;
@@ -97,6 +120,9 @@ struct conf {
     int ndcs;
     struct conf_listener *lsns;
     int nlsns;
+    struct conf_redis redis;
+    size_t affinity_size;       /* in-memory affinity (no redis block) */
+    double affinity_ttl;
 };
 
 /* Errors are collected, one "FILE:LINE: message" line each. */

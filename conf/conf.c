@@ -358,7 +358,7 @@ static int parse_int(const char *s, long min, long max, long *out)
 
 /* ---- directive handlers ---- */
 
-enum { CTX_MAIN = 1, CTX_DC = 2, CTX_LSN = 4 };
+enum { CTX_MAIN = 1, CTX_DC = 2, CTX_LSN = 4, CTX_REDIS = 8 };
 
 struct stmt {
     const char *name;
@@ -864,6 +864,154 @@ static int cmd_hold_timeout(struct parser *p, struct stmt *st, void **child)
     return get_duration(p, st, 0, &cur_lsn(p, st)->hold_timeout);
 }
 
+/* redis HOST:PORT { ... } | redis sentinel HOST:PORT ... { master NAME; ... } */
+static int cmd_redis(struct parser *p, struct stmt *st, void **child)
+{
+    struct conf_redis *r = &p->conf->redis;
+    if (r->on) {
+        perr(p, st->line, "\"redis\" is defined twice");
+        return EG_ERR;
+    }
+    int i = 0;
+    if (strcmp(ARG(0), "sentinel") == 0) {
+        r->sentinel = true;
+        i = 1;
+        if (st->nargs < 2) {
+            perr(p, st->line, "\"redis\": sentinel needs at least one HOST:PORT");
+            return EG_ERR;
+        }
+    } else if (st->nargs > 1) {
+        return bad_value(p, st, 1, "expected one HOST:PORT (or: sentinel HOST:PORT ...)");
+    }
+    for (; i < st->nargs; i++) {
+        if (r->naddrs == CONF_MAX_SENTINELS)
+            return bad_value(p, st, i, "too many addresses (at most 8)");
+        char host[256], err[EG_ERRLEN];
+        uint16_t port;
+        if (net_split_hostport(ARG(i), host, sizeof(host), &port, err, sizeof(err)) != EG_OK ||
+            port == 0 || !host_is_valid(host))
+            return bad_value(p, st, i, "expected HOST:PORT");
+        r->addrs[r->naddrs++] = (struct conf_hostport){
+            .host = arena_strndup(&p->conf->arena, host, strlen(host)), .port = port};
+    }
+    r->on = true;
+    r->line = st->line;
+    r->prefix = "edgegate:";
+    r->ttl = 3600;
+    r->timeout = 0.05;
+    r->cache_size = 65536;
+    r->cache_ttl = 10;
+    (void)child;
+    return EG_OK;
+}
+
+static int cmd_redis_end(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    struct conf_redis *r = &p->conf->redis;
+    if (r->sentinel && !r->master) {
+        perr(p, st->line, "\"redis sentinel\": no \"master\" (the name of the monitored set)");
+        return EG_ERR;
+    }
+    if (!r->sentinel && r->master) {
+        perr(p, st->line, "\"redis\": \"master\" is only for \"redis sentinel\"");
+        return EG_ERR;
+    }
+    return EG_OK;
+}
+
+static int get_word(struct parser *p, struct stmt *st, char **out)
+{
+    for (const char *s = ARG(0); *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return bad_value(p, st, 0, "expected printable characters without spaces");
+    *out = ARG(0);
+    return EG_OK;
+}
+
+static int cmd_redis_password(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    return get_word(p, st, &p->conf->redis.password);
+}
+
+static int cmd_redis_master(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    return get_word(p, st, &p->conf->redis.master);
+}
+
+static int cmd_redis_prefix(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    if (st->args[0].len > 64)
+        return bad_value(p, st, 0, "expected at most 64 characters");
+    return get_word(p, st, &p->conf->redis.prefix);
+}
+
+static int cmd_redis_db(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    return get_int(p, st, 0, 0, 1000000, &p->conf->redis.db);
+}
+
+static int cmd_redis_ttl(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    double v;
+    if (get_positive_duration(p, st, 0, &v) != EG_OK)
+        return EG_ERR;
+    if (v < 1)
+        return bad_value(p, st, 0, "expected at least 1s");
+    p->conf->redis.ttl = v;
+    return EG_OK;
+}
+
+static int cmd_redis_timeout(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    return get_positive_duration(p, st, 0, &p->conf->redis.timeout);
+}
+
+static int get_count(struct parser *p, struct stmt *st, int i, size_t *out)
+{
+    int v;
+    if (get_int(p, st, i, 1, 100000000, &v) != EG_OK)
+        return EG_ERR;
+    *out = (size_t)v;
+    return EG_OK;
+}
+
+static int cmd_redis_cache(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    if (strcmp(st->name, "cache_size") == 0)
+        return get_count(p, st, 0, &p->conf->redis.cache_size);
+    return get_duration(p, st, 0, &p->conf->redis.cache_ttl);
+}
+
+/* affinity [size N] [ttl D]: the in-memory store used without Redis. */
+static int cmd_affinity(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    for (int i = 0; i < st->nargs; i += 2) {
+        if (i + 1 >= st->nargs) {
+            perr(p, st->line, "\"affinity\": \"%s\" needs a value", ARG(i));
+            return EG_ERR;
+        }
+        int rc;
+        if (strcmp(ARG(i), "size") == 0)
+            rc = get_count(p, st, i + 1, &p->conf->affinity_size);
+        else if (strcmp(ARG(i), "ttl") == 0)
+            rc = get_positive_duration(p, st, i + 1, &p->conf->affinity_ttl);
+        else
+            rc = bad_value(p, st, i, "expected size or ttl");
+        if (rc != EG_OK)
+            return EG_ERR;
+    }
+    return EG_OK;
+}
+
 #define ANY (-1)
 
 static const struct cmd cmds[] = {
@@ -872,6 +1020,8 @@ static const struct cmd cmds[] = {
     {"stats", CTX_MAIN, 1, 1, 0, cmd_stats, NULL},
     {"buffer_size", CTX_MAIN, 1, 1, 0, cmd_buffer_size, NULL},
     {"drain_timeout", CTX_MAIN, 1, 1, 0, cmd_drain_timeout, NULL},
+    {"affinity", CTX_MAIN, 2, 4, 0, cmd_affinity, NULL},
+    {"redis", CTX_MAIN, 1, 1 + CONF_MAX_SENTINELS, CTX_REDIS, cmd_redis, cmd_redis_end},
     {"datacenter", CTX_MAIN, 1, 1, CTX_DC, cmd_datacenter, cmd_dc_end},
     {"listener", CTX_MAIN, 1, 1, CTX_LSN, cmd_listener, cmd_listener_end},
 
@@ -881,6 +1031,15 @@ static const struct cmd cmds[] = {
     {"min_servers", CTX_DC, 1, 1, 0, cmd_min_servers, NULL},
     {"passive", CTX_DC, 2, 4, 0, cmd_passive, NULL},
     {"resolve_interval", CTX_DC, 1, 1, 0, cmd_resolve_interval, NULL},
+
+    {"password", CTX_REDIS, 1, 1, 0, cmd_redis_password, NULL},
+    {"master", CTX_REDIS, 1, 1, 0, cmd_redis_master, NULL},
+    {"prefix", CTX_REDIS, 1, 1, 0, cmd_redis_prefix, NULL},
+    {"db", CTX_REDIS, 1, 1, 0, cmd_redis_db, NULL},
+    {"ttl", CTX_REDIS, 1, 1, 0, cmd_redis_ttl, NULL},
+    {"timeout", CTX_REDIS, 1, 1, 0, cmd_redis_timeout, NULL},
+    {"cache_size", CTX_REDIS, 1, 1, 0, cmd_redis_cache, NULL},
+    {"cache_ttl", CTX_REDIS, 1, 1, 0, cmd_redis_cache, NULL},
 
     {"listen", CTX_LSN, 1, 1, 0, cmd_listen, NULL},
     {"mode", CTX_LSN, 1, 1, 0, cmd_mode, NULL},
@@ -908,8 +1067,10 @@ static const struct cmd *find_cmd(const char *name, int ctx, bool *elsewhere)
 
 static const char *ctx_name(int ctx)
 {
-    return ctx == CTX_MAIN ? "at the top level" : ctx == CTX_DC ? "in a datacenter block"
-                                                                : "in a listener block";
+    return ctx == CTX_MAIN  ? "at the top level"
+           : ctx == CTX_DC  ? "in a datacenter block"
+           : ctx == CTX_LSN ? "in a listener block"
+                            : "in the redis block";
 }
 
 /* ---- statement and block parsing ---- */
@@ -1122,6 +1283,8 @@ struct conf *conf_parse(const char *file, const char *buf, size_t len, struct co
     c->log_level = LOG_INFO;
     c->buffer_size = 16384;
     c->drain_timeout = 30;
+    c->affinity_size = 100000;
+    c->affinity_ttl = 3600;
 
     struct parser p = {.file = c->file, .p = buf, .end = buf + len, .line = 1, .conf = c,
                        .errs = errs};

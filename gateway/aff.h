@@ -6,13 +6,17 @@
 
 #include "gateway/gw.h"
 
+#include <hiredis/hiredis.h>
+
 #define AFF_KEY_MAX 256
+
+struct aff_call;
 
 struct aff_req {
     /* Called once when a pending resolution ends; DC is NULL when no
      * datacenter is healthy. */
     void (*done)(struct aff_req *r, struct dc *dc);
-    struct dlist link;
+    struct aff_call *call;      /* the Redis call answering it */
     struct gen *gen;
     const struct conf_listener *cl;
     const char *key;
@@ -28,16 +32,22 @@ bool aff_key_valid(const char *key, size_t len);
 bool aff_resolve(struct aff_req *r, struct gen *g, const struct conf_listener *cl,
                  const char *key, size_t len, struct dc **dc);
 void aff_cancel(struct aff_req *r);
-/* The session's traffic moved to DC (its datacenter failed mid-attempt). */
+/* The session's traffic moved to DC because FROM failed mid-attempt. */
 void aff_moved(struct gen *g, const struct conf_listener *cl, const char *key, size_t len,
-               struct dc *dc);
-struct aff_status {
-    bool configured;            /* a redis block is configured */
-    bool connected;
-    double degraded_s;          /* time spent without Redis while configured */
-};
+               struct dc *dc, struct dc *from);
+/* Applies the affinity settings of C (Redis or in memory, sizes, TTLs). */
+void aff_configure(const struct conf *c);
 
-void aff_status(struct aff_status *st);
+/* What the affinity script answers. */
+enum aff_outcome { AFF_HIT, AFF_NEW, AFF_FAILOVER, AFF_FAILBACK };
+struct aff_answer {
+    char dc[CONF_NAME_MAX];
+    char home[CONF_NAME_MAX];
+    int outcome;
+};
+/* Reads a script reply; false when it is not of the expected shape (any
+ * reply, however malformed, is safe to pass). */
+bool aff_parse_reply(const redisReply *r, struct aff_answer *a);
 void aff_init(struct ev_loop *loop);
 size_t aff_count(void);
 

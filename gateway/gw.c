@@ -7,6 +7,7 @@
  * inherit their health state and RTT, so a reload never flaps a datacenter. */
 #include "gateway/gw.h"
 #include "conf/conf.h"
+#include "gateway/aff.h"
 #include "gateway/h1.h"
 #include "gateway/log.h"
 #include "gateway/lsn.h"
@@ -181,6 +182,7 @@ int gw_start(struct conf *c, char *err, size_t errlen)
     gw.gen = g;
     gen_activate(g);
     lsn_commit(g);
+    aff_configure(c);
     return EG_OK;
 }
 
@@ -217,6 +219,7 @@ void gw_reload(void)
     gw.gen = g;
     gen_activate(g);
     gen_unref(old);
+    aff_configure(c);
     log_level = c->log_level;
     counters->reloads_total++;
     log_info("configuration reloaded (generation %u)", g->id);

@@ -468,7 +468,7 @@ static void attempt_failed(struct h1s *s, enum dc_fail kind, int status)
             if (next->dc != was) {
                 counters->failovers_total++;
                 if (s->keylen)
-                    aff_moved(s->c.gen, s->c.cl, s->key, s->keylen, next->dc);
+                    aff_moved(s->c.gen, s->c.cl, s->key, s->keylen, next->dc, was);
             }
             try_server(s, next);
             return;

@@ -160,12 +160,13 @@ int net_listen(const struct net_addr *a, int backlog, bool reuseport, char *err,
     return fd;
 }
 
-int net_connect(const struct net_addr *a)
+int net_connect(const struct net_addr *a, bool nodelay)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    net_set_nodelay(fd);
+    if (nodelay)
+        net_set_nodelay(fd);
     if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);

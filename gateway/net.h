@@ -28,8 +28,8 @@ void net_addr_set_port(struct net_addr *a, uint16_t port);
 
 int net_listen(const struct net_addr *a, int backlog, bool reuseport, char *err, size_t errlen);
 /* Starts a non-blocking connect; returns the descriptor (connected or in
- * progress) or -1 with errno set. */
-int net_connect(const struct net_addr *a);
+ * progress) or -1 with errno set. NODELAY: for sockets that carry data. */
+int net_connect(const struct net_addr *a, bool nodelay);
 /* Pending error of a non-blocking connect (0 when it succeeded). */
 int net_connect_result(int fd);
 int net_set_nonblock(int fd);

@@ -7,6 +7,7 @@
 #include "gateway/gw.h"
 #include "gateway/http.h"
 #include "gateway/log.h"
+#include "gateway/rds.h"
 #include "gateway/sbuf.h"
 #include "gateway/sk.h"
 #include "healthcheck/dc.h"
@@ -94,7 +95,8 @@ static const struct {
     COUNTER(connections_total), COUNTER(connections_active), COUNTER(requests_total),
     COUNTER(retries_total), COUNTER(failovers_total), COUNTER(client_errors_total),
     COUNTER(reloads_total), COUNTER(reload_failures_total), COUNTER(affinity_hits_total),
-    COUNTER(affinity_misses_total), COUNTER(bad_session_keys_total), COUNTER(held_total),
+    COUNTER(affinity_misses_total), COUNTER(affinity_cache_hits_total),
+    COUNTER(failbacks_total), COUNTER(bad_session_keys_total), COUNTER(held_total),
     COUNTER(hold_timeouts_total), COUNTER(http_400_total), COUNTER(http_502_total),
     COUNTER(http_503_total), COUNTER(http_504_total), COUNTER(bytes_in_total),
     COUNTER(bytes_out_total),
@@ -116,13 +118,16 @@ void stats_json(struct sbuf *b)
             sbuf_add(b, ", ", 2);
         json_dc(b, gw.gen->dcs[i], ev_now(gw.loop));
     }
-    struct aff_status as;
-    aff_status(&as);
+    struct rds_status rs;
+    rds_status(&rs);
     sbuf_printf(b,
-                "], \"redis\": {\"configured\": %s, \"connected\": %s, \"degraded_s\": %.1f}, "
-                "\"affinity\": {\"cached\": %lu}, \"counters\": {",
-                as.configured ? "true" : "false", as.connected ? "true" : "false",
-                as.degraded_s, (unsigned long)aff_count());
+                "], \"redis\": {\"configured\": %s, \"connected\": %s, \"degraded_s\": %.1f, "
+                "\"server\": \"%s\", \"commands_total\": %lu, \"timeouts_total\": %lu, "
+                "\"errors_total\": %lu, \"reconnects_total\": %lu}, "
+                "\"affinity\": {\"entries\": %lu}, \"counters\": {",
+                rs.configured ? "true" : "false", rs.connected ? "true" : "false", rs.degraded_s,
+                rs.server, rs.commands, rs.timeouts, rs.errors, rs.reconnects,
+                (unsigned long)aff_count());
     for (size_t i = 0; i < ARRAY_LEN(counter_fields); i++)
         sbuf_printf(b, "%s\"%s\": %lu", i ? ", " : "", counter_fields[i].name,
                     (unsigned long)counter_value(counter_fields[i].off));

@@ -16,6 +16,8 @@ struct stats_counters {
     uint64_t reload_failures_total;
     uint64_t affinity_hits_total;
     uint64_t affinity_misses_total;
+    uint64_t affinity_cache_hits_total; /* answered by the local cache (Redis mode) */
+    uint64_t failbacks_total;
     uint64_t bad_session_keys_total;
     uint64_t held_total;            /* requests that waited for a datacenter */
     uint64_t hold_timeouts_total;

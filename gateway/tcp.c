@@ -222,7 +222,7 @@ static void connect_failed(struct tcpc *t, int err)
             if (s->dc != was) {
                 counters->failovers_total++;
                 if (t->keylen)
-                    aff_moved(t->c.gen, t->c.cl, t->key, t->keylen, s->dc);
+                    aff_moved(t->c.gen, t->c.cl, t->key, t->keylen, s->dc, was);
             }
             try_connect(t, s);
             return;

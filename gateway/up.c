@@ -62,7 +62,7 @@ static struct upc *upc_alloc(void)
 
 struct upc *up_open(struct srv *s)
 {
-    int fd = net_connect(&s->addr);
+    int fd = net_connect(&s->addr, true);
     if (fd < 0)
         return NULL;
     struct upc *u = upc_alloc();

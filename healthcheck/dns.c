@@ -264,3 +264,54 @@ void dns_unwatch(struct dc *dc)
         }
     }
 }
+
+struct lookup {
+    dns_cb cb;
+    void *ctx;
+    uint16_t port;
+};
+
+static void on_lookup(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    (void)timeouts;
+    struct lookup *l = arg;
+    struct net_addr a, *found = NULL;
+    for (struct ares_addrinfo_node *n = res && status == ARES_SUCCESS ? res->nodes : NULL; n;
+         n = n->ai_next) {
+        if (n->ai_family != AF_INET && n->ai_family != AF_INET6)
+            continue;
+        a.len = (socklen_t)n->ai_addrlen;
+        memcpy(&a.ss, n->ai_addr, n->ai_addrlen);
+        net_addr_set_port(&a, l->port);
+        found = &a;
+        break;
+    }
+    if (res)
+        ares_freeaddrinfo(res);
+    if (status != ARES_EDESTRUCTION)
+        l->cb(l->ctx, found);
+    free(l);
+}
+
+void dns_lookup(const char *host, uint16_t port, dns_cb cb, void *ctx)
+{
+    char spec[300], err[EG_ERRLEN];
+    struct net_addr a;
+    snprintf(spec, sizeof(spec), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+    if (net_parse_addr(spec, &a, err, sizeof(err)) == EG_OK) {
+        cb(ctx, &a);
+        return;
+    }
+    if (!ready) {
+        cb(ctx, NULL);
+        return;
+    }
+    struct lookup *l = malloc(sizeof(*l));
+    if (!l)
+        abort();
+    *l = (struct lookup){.cb = cb, .ctx = ctx, .port = port};
+    struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    queries++;
+    ares_getaddrinfo(channel, host, NULL, &hints, on_lookup, l);
+    rearm_timeout();
+}

@@ -14,4 +14,9 @@ void dns_watch(struct dc *dc, const struct conf_server *cs, const struct dc *old
 void dns_unwatch(struct dc *dc);
 unsigned long dns_queries_total(void);
 
+/* One lookup: CB gets the first address of HOST (numeric or name), with
+ * PORT set, or NULL when it does not resolve. May call CB before returning. */
+typedef void (*dns_cb)(void *ctx, const struct net_addr *a);
+void dns_lookup(const char *host, uint16_t port, dns_cb cb, void *ctx);
+
 #endif

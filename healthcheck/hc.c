@@ -120,7 +120,7 @@ static void begin_http(struct hc *h)
     h->t0 = ev_time();
 }
 
-static void step(struct hc *h);
+static void step(struct hc *h, int revents);
 
 static void start_round(struct hc *h)
 {
@@ -129,19 +129,21 @@ static void start_round(struct hc *h)
     if (ck->type == CHECK_HTTP && h->sk.fd >= 0) {
         h->reused = true;
         begin_http(h);
-        step(h);
+        step(h, 0);
         return;
     }
     h->reused = false;
     h->t0 = ev_time();
-    int fd = net_connect(&h->srv->addr);
+    int fd = net_connect(&h->srv->addr, ck->type == CHECK_HTTP);
     h->state = HC_CONNECT;
     sk_init(&h->sk, fd, on_io, h);
     if (fd < 0) {
         finish(h, false, false, strerror(errno));
         return;
     }
-    sk_want_raw(h->loop, &h->sk, EV_WRITE);
+    /* Both events: a connect that failed reports readable too, one that
+     * succeeded only writable, which spares asking the socket. */
+    sk_want_raw(h->loop, &h->sk, EV_READ | EV_WRITE);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -263,9 +265,9 @@ static void send_request(struct hc *h)
     sk_want(h->loop, &h->sk, true, false);
 }
 
-static void on_connected(struct hc *h)
+static void on_connected(struct hc *h, int revents)
 {
-    int err = net_connect_result(h->sk.fd);
+    int err = (revents & EV_READ) ? net_connect_result(h->sk.fd) : 0;
     if (err) {
         finish(h, false, false, strerror(err));
         return;
@@ -282,13 +284,13 @@ static void on_connected(struct hc *h)
     }
 }
 
-static void step(struct hc *h)
+static void step(struct hc *h, int revents)
 {
     switch (h->state) {
     case HC_CONNECT:
-        on_connected(h);
+        on_connected(h, revents);
         if (h->state == HC_TLS || h->state == HC_SEND)
-            step(h);
+            step(h, 0);
         return;
     case HC_TLS: {
         int rc = sk_handshake(&h->sk);
@@ -315,8 +317,8 @@ static void step(struct hc *h)
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop, (void)revents;
-    step(w->data);
+    (void)loop;
+    step(w->data, revents);
 }
 
 struct hc *hc_start(struct ev_loop *loop, struct srv *s)

@@ -18,11 +18,25 @@ start() {
     pids="$pids $!"
 }
 
+conf=conf/edgegate.conf
+listening() { grep -q "^ *[0-9]*: [0-9A-F]*:$(printf '%04X' "$1") [0-9A-F:]* 0A" /proc/net/tcp; }
+if command -v redis-server >/dev/null; then
+    # An instance already on 6379 is used as it is; otherwise start one.
+    listening 6379 || start redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no \
+        --loglevel warning
+    affinity="Redis on 127.0.0.1:6379"
+else
+    mkdir -p build
+    awk '/^redis /{skip=1} !skip{print} skip && /^}/{skip=0}' conf/edgegate.conf > build/demo.conf
+    conf=build/demo.conf
+    affinity="in memory (no redis-server installed)"
+fi
+
 start build/dcsim --name ams --listen 127.0.0.1:9001 --delay 2ms
 start build/dcsim --name fra --listen 127.0.0.1:9002 --delay 15ms
 start build/dcsim --name lon --listen 127.0.0.1:9003 --delay 40ms
 sleep 0.3
-start build/edgegate -f -c conf/edgegate.conf
+start build/edgegate -f -c $conf
 sleep 0.5
 
 cat <<MSG
@@ -31,6 +45,7 @@ edgegate demo is running:
   curl localhost:8080/                  answered by the nearest datacenter (dc=ams)
   curl -b sid=alice localhost:8080/     a session, pinned to its datacenter
   http://127.0.0.1:9100/stats           stats (JSON)
+Session affinity: $affinity
 Stop a datacenter to watch failover: pkill -STOP -f 'name ams'  (and -CONT to resume)
 Ctrl-C stops everything.
 

@@ -142,6 +142,16 @@ class Env:
         p.addr = f"127.0.0.1:{port}"
         return p
 
+    def redis(self, port=None, extra=()):
+        port = port or free_port()
+        p = self.spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                        "--save", "", "--appendonly", "no", *extra], f"redis-{port}")
+        wait_listen(port)
+        p.port = port
+        import redis as redislib
+        p.client = redislib.Redis(port=port, decode_responses=True)
+        return p
+
     def gateway(self, conf, name="edgegate", wait=(), check=True, extra=()):
         """Starts edgegate on CONF (text). WAIT: ports to wait for."""
         path = self.write(f"{name}.conf", conf)

@@ -1,0 +1,43 @@
+/* Redis, asynchronously, on the gateway's loop (hiredis and its libev
+ * adapter). One data connection; with Sentinel, one more to a sentinel to
+ * find the primary and hear about failovers. No call here ever blocks. */
+#ifndef EG_RDS_H
+#define EG_RDS_H
+
+#include "conf/conf-types.h"
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+
+struct rds_req;
+
+/* REPLY is NULL when Redis did not answer within the timeout, or the
+ * connection failed: the caller falls back. */
+typedef void (*rds_cb)(void *ctx, const redisReply *reply);
+
+void rds_init(struct ev_loop *loop);
+/* Starts, restarts or stops using Redis as C says; a running connection is
+ * kept when the settings that matter did not change. */
+void rds_configure(const struct conf_redis *c);
+bool rds_configured(void);
+/* Connected and ready for commands. */
+bool rds_ready(void);
+/* Sends a command; NULL when Redis is not ready (no callback then). */
+struct rds_req *rds_command(int argc, const char **argv, const size_t *argvlen, rds_cb cb,
+                            void *ctx);
+/* The script rds_script() runs, loaded on every new connection. */
+void rds_set_script(const char *script);
+/* Runs the script: EVALSHA once loaded, EVAL before. */
+struct rds_req *rds_script(const char *script, int nkeys, int argc, const char **argv,
+                           const size_t *argvlen, rds_cb cb, void *ctx);
+
+struct rds_status {
+    bool configured, connected;
+    double degraded_s;          /* total time configured but not connected */
+    unsigned long commands, timeouts, errors, reconnects;
+    char server[64];            /* address of the connected primary */
+};
+void rds_status(struct rds_status *st);
+
+#endif
