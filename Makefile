@@ -81,8 +81,12 @@ fuzz-smoke: $(FUZZ_BIN)
 fuzz: $(FUZZ_BIN)
 	@tools/run-fuzz.sh $(FUZZ_TIME) $(FUZZ_BIN)
 
+# The end-to-end suite, against the optimized build and then against the
+# sanitizer build (any ASan/UBSan/LSan report fails the test that caused it).
+PYTEST := cd tests/e2e && /usr/bin/python3 -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 e2e: all $(B)/asan/edgegate
-	cd tests/e2e && /usr/bin/python3 -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	$(PYTEST)
+	EG_BIN=$(CURDIR)/$(B)/asan/edgegate $(PYTEST)
 
 test: deps-test
 	$(MAKE) all

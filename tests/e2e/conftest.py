@@ -179,6 +179,7 @@ def env(tmp_path):
     for p in e.procs:
         out = p.output()
         assert "ERROR: AddressSanitizer" not in out, out[-4000:]
+        assert "ERROR: LeakSanitizer" not in out, out[-4000:]
         assert "runtime error:" not in out, out[-4000:]
 
 
