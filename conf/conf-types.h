@@ -11,6 +11,7 @@
 
 #define CONF_NAME_MAX 64
 #define CONF_MAX_RETRIES 16
+#define CONF_MAX_HEADERS 100    /* the parser keeps this many (HTTP_MAX_HDRS) */
 
 enum conf_mode { MODE_HTTP, MODE_TCP };
 enum conf_sess { SESS_NONE, SESS_HEADER, SESS_COOKIE, SESS_CLIENT_IP, SESS_SNI };
@@ -23,6 +24,9 @@ struct conf_server {
     bool resolve;           /* host is a name, resolved asynchronously */
     struct net_addr addr;   /* when host is numeric */
     int weight;
+    bool tls;               /* TLS to the server */
+    char *verify;           /* CA file: verify the server's certificate */
+    char *sni;              /* server name sent (and verified), default host */
     int line;
 };
 
@@ -54,6 +58,11 @@ struct conf_cert {
     int line;
 };
 
+struct conf_cidr {
+    struct net_addr net;
+    int bits;
+};
+
 struct conf_listen {
     struct net_addr addr;
     int line;
@@ -81,6 +90,19 @@ struct conf_listener {
     double connect_timeout;
     double idle_timeout;
     double hold_timeout;    /* how long traffic waits while no datacenter is up */
+    double handshake_timeout;
+    double request_timeout; /* http: a request head must arrive within it */
+    double response_timeout;/* http: the first response byte must arrive within it */
+    uint32_t max_request_line;
+    uint32_t max_header_size;
+    int max_headers;
+    size_t replay_buffer;   /* request bytes kept for replay on failover */
+    bool forward_for;       /* X-Forwarded-For and X-Forwarded-Proto */
+    bool forwarded;         /* RFC 7239 Forwarded */
+    int send_proxy;         /* PROXY protocol version towards servers, 0 = off */
+    bool accept_proxy;      /* a PROXY header precedes each client connection */
+    struct conf_cidr *proxy_from;  /* who may send it (none listed: anyone) */
+    int nproxy_from;
 };
 
 #define CONF_MAX_SENTINELS 8

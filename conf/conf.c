@@ -146,10 +146,7 @@ struct parser {
 static void perr(struct parser *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void errs_addf(struct conf_errs *e, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void errs_addf(struct conf_errs *e, const char *file, int line, const char *fmt, ...)
+void conf_errs_add(struct conf_errs *e, const char *file, int line, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -163,7 +160,7 @@ static void perr(struct parser *p, int line, const char *fmt, ...)
 {
     if (p->nerrs >= CONF_MAX_ERRORS) {
         if (p->nerrs++ == CONF_MAX_ERRORS)
-            errs_addf(p->errs, p->file, line, "too many errors, giving up");
+            conf_errs_add(p->errs, p->file, line, "too many errors, giving up");
         p->fatal = true;
         return;
     }
@@ -629,12 +626,26 @@ static int cmd_server(struct parser *p, struct stmt *st, void **child)
     snprintf(numeric, sizeof(numeric), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
     s.resolve = net_parse_addr(numeric, &s.addr, err, sizeof(err)) != EG_OK;
     for (int i = 1; i < st->nargs; i++) {
-        if (strcmp(ARG(i), "weight") == 0 && i + 1 < st->nargs) {
+        const char *k = ARG(i);
+        bool has_value = i + 1 < st->nargs;
+        if (strcmp(k, "weight") == 0 && has_value) {
             if (get_int(p, st, ++i, 1, 1000, &s.weight) != EG_OK)
                 return EG_ERR;
+        } else if (strcmp(k, "tls") == 0) {
+            s.tls = true;
+        } else if (strcmp(k, "verify") == 0 && has_value) {
+            s.verify = ARG(++i);
+        } else if (strcmp(k, "sni") == 0 && has_value) {
+            if (!host_is_valid(ARG(++i)))
+                return bad_value(p, st, i, "expected a host name");
+            s.sni = ARG(i);
         } else {
-            return bad_value(p, st, i, "expected \"weight N\"");
+            return bad_value(p, st, i, "expected weight N, tls, verify CAFILE or sni NAME");
         }
+    }
+    if ((s.verify || s.sni) && !s.tls) {
+        perr(p, st->line, "\"server\": verify and sni need tls");
+        return EG_ERR;
     }
     dc->servers = arena_push(&p->conf->arena, dc->servers, &dc->nservers, sizeof(*dc->servers));
     dc->servers[dc->nservers - 1] = s;
@@ -720,6 +731,14 @@ static int cmd_listener(struct parser *p, struct stmt *st, void **child)
     l->connect_timeout = 1;
     l->idle_timeout = 60;
     l->hold_timeout = 5;
+    l->handshake_timeout = 10;
+    l->request_timeout = 10;
+    l->response_timeout = 30;
+    l->max_request_line = 8192;
+    l->max_header_size = 16384 - 1024;
+    l->max_headers = 100;
+    l->replay_buffer = 65536;
+    l->forward_for = true;
     *child = (void *)(intptr_t)(c->nlsns - 1);
     return EG_OK;
 }
@@ -862,6 +881,119 @@ static int cmd_hold_timeout(struct parser *p, struct stmt *st, void **child)
 {
     (void)child;
     return get_duration(p, st, 0, &cur_lsn(p, st)->hold_timeout);
+}
+
+/* The listener timeouts that share one form: a positive duration. */
+static int cmd_lsn_timeout(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    struct conf_listener *l = cur_lsn(p, st);
+    double *d = strcmp(st->name, "handshake_timeout") == 0 ? &l->handshake_timeout
+                : strcmp(st->name, "request_timeout") == 0 ? &l->request_timeout
+                                                           : &l->response_timeout;
+    return get_positive_duration(p, st, 0, d);
+}
+
+static int get_size_in(struct parser *p, struct stmt *st, size_t min, size_t max, size_t *out)
+{
+    size_t v;
+    if (conf_parse_size(ARG(0), &v) != EG_OK || v < min || v > max) {
+        perr(p, st->args[0].line, "\"%s\": expected a size from %zu to %zu, got \"%s\"",
+             st->name, min, max, ARG(0));
+        return EG_ERR;
+    }
+    *out = v;
+    return EG_OK;
+}
+
+static int cmd_max_request_line(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    size_t v;
+    if (get_size_in(p, st, 256, 65535, &v) != EG_OK)
+        return EG_ERR;
+    cur_lsn(p, st)->max_request_line = (uint32_t)v;
+    return EG_OK;
+}
+
+static int cmd_max_header_size(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    size_t v;
+    if (get_size_in(p, st, 1024, 65535, &v) != EG_OK)
+        return EG_ERR;
+    cur_lsn(p, st)->max_header_size = (uint32_t)v;
+    return EG_OK;
+}
+
+static int cmd_max_headers(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    return get_int(p, st, 0, 1, CONF_MAX_HEADERS, &cur_lsn(p, st)->max_headers);
+}
+
+static int cmd_replay_buffer(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    return get_size_in(p, st, 0, 64 * 1024 * 1024, &cur_lsn(p, st)->replay_buffer);
+}
+
+static int cmd_forward(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    struct conf_listener *l = cur_lsn(p, st);
+    return get_bool(p, st, 0, strcmp(st->name, "forward_for") == 0 ? &l->forward_for
+                                                                   : &l->forwarded);
+}
+
+static int cmd_send_proxy(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    struct conf_listener *l = cur_lsn(p, st);
+    if (strcmp(ARG(0), "v1") == 0)
+        l->send_proxy = 1;
+    else if (strcmp(ARG(0), "v2") == 0)
+        l->send_proxy = 2;
+    else if (strcmp(ARG(0), "off") == 0)
+        l->send_proxy = 0;
+    else
+        return bad_value(p, st, 0, "expected v1, v2 or off");
+    return EG_OK;
+}
+
+/* accept_proxy [from CIDR ...] */
+static int cmd_accept_proxy(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    struct conf_listener *l = cur_lsn(p, st);
+    l->accept_proxy = true;
+    if (st->nargs == 0)
+        return EG_OK;
+    if (strcmp(ARG(0), "from") != 0 || st->nargs < 2)
+        return bad_value(p, st, 0, "expected \"from CIDR ...\"");
+    for (int i = 1; i < st->nargs; i++) {
+        char ip[64];
+        const char *slash = strchr(ARG(i), '/');
+        size_t n = slash ? (size_t)(slash - ARG(i)) : strlen(ARG(i));
+        long bits = -1;
+        struct conf_cidr c;
+        char spec[80], err[EG_ERRLEN];
+        if (n >= sizeof(ip))
+            return bad_value(p, st, i, "expected an address or CIDR");
+        memcpy(ip, ARG(i), n);
+        ip[n] = '\0';
+        snprintf(spec, sizeof(spec), strchr(ip, ':') ? "[%s]:0" : "%s:0", ip);
+        if (net_parse_addr(spec, &c.net, err, sizeof(err)) != EG_OK)
+            return bad_value(p, st, i, "expected an address or CIDR");
+        int max = c.net.ss.ss_family == AF_INET6 ? 128 : 32;
+        if (slash && parse_int(slash + 1, 0, max, &bits) != EG_OK)
+            return bad_value(p, st, i, "bad prefix length");
+        c.bits = slash ? (int)bits : max;
+        l->proxy_from = arena_push(&p->conf->arena, l->proxy_from, &l->nproxy_from,
+                                   sizeof(*l->proxy_from));
+        l->proxy_from[l->nproxy_from - 1] = c;
+    }
+    return EG_OK;
 }
 
 /* redis HOST:PORT { ... } | redis sentinel HOST:PORT ... { master NAME; ... } */
@@ -1026,7 +1158,7 @@ static const struct cmd cmds[] = {
     {"listener", CTX_MAIN, 1, 1, CTX_LSN, cmd_listener, cmd_listener_end},
 
     {"priority", CTX_DC, 1, 1, 0, cmd_priority, NULL},
-    {"server", CTX_DC, 1, 3, 0, cmd_server, NULL},
+    {"server", CTX_DC, 1, 8, 0, cmd_server, NULL},
     {"check", CTX_DC, 1, 14, 0, cmd_check, NULL},
     {"min_servers", CTX_DC, 1, 1, 0, cmd_min_servers, NULL},
     {"passive", CTX_DC, 2, 4, 0, cmd_passive, NULL},
@@ -1051,6 +1183,17 @@ static const struct cmd cmds[] = {
     {"connect_timeout", CTX_LSN, 1, 1, 0, cmd_connect_timeout, NULL},
     {"idle_timeout", CTX_LSN, 1, 1, 0, cmd_idle_timeout, NULL},
     {"hold_timeout", CTX_LSN, 1, 1, 0, cmd_hold_timeout, NULL},
+    {"handshake_timeout", CTX_LSN, 1, 1, 0, cmd_lsn_timeout, NULL},
+    {"request_timeout", CTX_LSN, 1, 1, 0, cmd_lsn_timeout, NULL},
+    {"response_timeout", CTX_LSN, 1, 1, 0, cmd_lsn_timeout, NULL},
+    {"max_request_line", CTX_LSN, 1, 1, 0, cmd_max_request_line, NULL},
+    {"max_header_size", CTX_LSN, 1, 1, 0, cmd_max_header_size, NULL},
+    {"max_headers", CTX_LSN, 1, 1, 0, cmd_max_headers, NULL},
+    {"replay_buffer", CTX_LSN, 1, 1, 0, cmd_replay_buffer, NULL},
+    {"forward_for", CTX_LSN, 1, 1, 0, cmd_forward, NULL},
+    {"forwarded", CTX_LSN, 1, 1, 0, cmd_forward, NULL},
+    {"send_proxy", CTX_LSN, 1, 1, 0, cmd_send_proxy, NULL},
+    {"accept_proxy", CTX_LSN, 0, ANY, 0, cmd_accept_proxy, NULL},
 };
 
 static const struct cmd *find_cmd(const char *name, int ctx, bool *elsewhere)
@@ -1251,6 +1394,11 @@ static void validate_listener(struct parser *p, struct conf_listener *l)
 static void validate(struct parser *p, int last)
 {
     struct conf *c = p->conf;
+    for (int i = 0; i < c->nlsns; i++)
+        if (c->lsns[i].max_header_size + 1024 > c->buffer_size)
+            perr(p, c->lsns[i].line,
+                 "listener \"%s\": max_header_size %u needs buffer_size %u or more",
+                 c->lsns[i].name, c->lsns[i].max_header_size, c->lsns[i].max_header_size + 1024);
     if (c->ndcs == 0)
         perr(p, last, "no \"datacenter\" is defined");
     if (c->nlsns == 0)
@@ -1311,7 +1459,7 @@ struct conf *conf_load(const char *file, struct conf_errs *errs)
         const char *why = fd < 0 ? strerror(errno)
                           : (fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) ? "not a regular file"
                                                                          : "too large";
-        errs_addf(errs, file, 0, "cannot read the configuration: %s", why);
+        conf_errs_add(errs, file, 0, "cannot read the configuration: %s", why);
         if (fd >= 0)
             close(fd);
         return NULL;

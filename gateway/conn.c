@@ -1,6 +1,7 @@
 #include "gateway/conn.h"
 #include "gateway/lsn.h"
 #include "gateway/stats.h"
+#include "gateway/tls.h"
 
 #include <string.h>
 
@@ -38,6 +39,10 @@ void conn_init(struct conn *c, int fd, struct lsn *l, const struct net_addr *pee
     c->started = ev_now(gw.loop);
     dlist_init(&c->hold.link);
     c->held = false;
+    struct tls_lsn *t = c->gen->tls[l->cidx];
+    c->tls = t != NULL;
+    if (t && !(c->sk.ssl = tls_lsn_ssl(t, fd)))
+        c->tls = false; /* out of memory: conn_handshake fails it */
     counters->connections_total++;
     counters->connections_active++;
 }
@@ -103,4 +108,26 @@ bool conn_rebase(struct conn *c)
 const char *conn_peer_ip(const struct conn *c, char *buf, size_t len)
 {
     return net_ip_str((const struct sockaddr *)&c->peer.ss, buf, len);
+}
+
+int conn_handshake(struct conn *c)
+{
+    if (!c->sk.ssl)
+        return -1;
+    int rc = sk_handshake(&c->sk);
+    if (rc == 1) {
+        tls_count_handshake(c->sk.ssl);
+        return 1;
+    }
+    if (rc == SK_AGAIN) {
+        sk_want_raw(gw.loop, &c->sk, c->sk.hs_ev);
+        return 0;
+    }
+    tls_count_failure();
+    return -1;
+}
+
+const char *conn_sni(const struct conn *c)
+{
+    return c->sk.ssl ? tls_sni(c->sk.ssl) : NULL;
 }

@@ -22,6 +22,7 @@ struct conn {
     ev_tstamp started;
     struct hold hold;           /* while waiting for a healthy datacenter */
     bool held;
+    bool tls;                   /* the client speaks TLS */
 };
 
 void conn_init(struct conn *c, int fd, struct lsn *l, const struct net_addr *peer,
@@ -39,5 +40,10 @@ void conn_unhold(struct conn *c);
  * listener is gone from the configuration. */
 bool conn_rebase(struct conn *c);
 const char *conn_peer_ip(const struct conn *c, char *buf, size_t len);
+/* Drives the client's TLS handshake: 1 done, 0 in progress (the watcher
+ * waits for what TLS needs), -1 failed. */
+int conn_handshake(struct conn *c);
+/* The server name the client sent in its TLS handshake, or NULL. */
+const char *conn_sni(const struct conn *c);
 
 #endif

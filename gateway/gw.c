@@ -13,6 +13,7 @@
 #include "gateway/lsn.h"
 #include "gateway/route.h"
 #include "gateway/stats.h"
+#include "gateway/tls.h"
 #include "gateway/up.h"
 #include "healthcheck/dc.h"
 #include "healthcheck/dns.h"
@@ -53,7 +54,30 @@ static void populate(struct dc *dc, const struct dc *old)
     dc_recompute(dc);
 }
 
-struct gen *gen_create(struct conf *c, struct gen *prev)
+static void gen_retire(struct gen *g);
+
+/* TLS towards the servers of DC, one context per `server` line with tls. */
+static bool dc_tls(struct dc *dc, const struct conf *c, struct conf_errs *errs)
+{
+    const struct conf_dc *cd = dc->cd;
+    bool any = false, ok = true;
+    for (int k = 0; k < cd->nservers; k++)
+        any |= cd->servers[k].tls;
+    if (!any)
+        return true;
+    dc->tls = calloc((size_t)cd->nservers, sizeof(*dc->tls));
+    if (!dc->tls)
+        abort();
+    for (int k = 0; k < cd->nservers; k++)
+        if (cd->servers[k].tls && !(dc->tls[k] = tls_client_ctx(c, &cd->servers[k], errs)))
+            ok = false;
+    return ok;
+}
+
+/* A complete generation for C, certificates loaded, or NULL with every
+ * problem in ERRS (*UNREADABLE: a file could not be read). */
+static struct gen *gen_create(struct conf *c, struct gen *prev, struct conf_errs *errs,
+                              bool *unreadable)
 {
     struct gen *g = calloc(1, sizeof(*g));
     if (!g)
@@ -63,11 +87,24 @@ struct gen *gen_create(struct conf *c, struct gen *prev)
     g->conf = c;
     g->ndcs = c->ndcs;
     g->dcs = calloc((size_t)c->ndcs, sizeof(*g->dcs));
-    if (!g->dcs)
+    g->tls = calloc((size_t)c->nlsns, sizeof(*g->tls));
+    if (!g->dcs || !g->tls)
         abort();
+    bool ok = true;
+    for (int i = 0; i < c->nlsns; i++)
+        if (c->lsns[i].ncerts && !(g->tls[i] = tls_lsn_create(c, &c->lsns[i], errs, unreadable)))
+            ok = false;
     for (int i = 0; i < c->ndcs; i++) {
         g->dcs[i] = dc_create(&c->dcs[i], i);
-        populate(g->dcs[i], find_dc(prev, c->dcs[i].name));
+        if (!dc_tls(g->dcs[i], c, errs))
+            ok = false;
+        else
+            populate(g->dcs[i], find_dc(prev, c->dcs[i].name));
+    }
+    if (!ok) {
+        gen_retire(g);
+        gen_unref(g);
+        return NULL;
     }
     route_update_leaders(g);
     return g;
@@ -93,7 +130,11 @@ void gen_unref(struct gen *g)
     if (--g->refs > 0)
         return;
     for (int i = 0; i < g->ndcs; i++)
-        dc_destroy(g->dcs[i]);
+        if (g->dcs[i])
+            dc_destroy(g->dcs[i]);
+    for (int i = 0; i < g->conf->nlsns; i++)
+        tls_lsn_free(g->tls[i]);
+    free(g->tls);
     free(g->dcs);
     conf_free(g->conf);
     free(g);
@@ -165,25 +206,35 @@ static void log_errors(const struct conf_errs *e)
     }
 }
 
-int gw_start(struct conf *c, char *err, size_t errlen)
+int gw_start(struct conf *c)
 {
-    struct gen *g = gen_create(c, NULL);
-    if (lsn_prepare(g, err, errlen) != EG_OK) {
+    struct conf_errs errs = {0};
+    bool unreadable = false;
+    struct gen *g = gen_create(c, NULL, &errs, &unreadable);
+    if (!g) {
+        log_errors(&errs);
+        conf_errs_free(&errs);
+        return unreadable ? 2 : 1;
+    }
+    char err[EG_ERRLEN * 2];
+    if (lsn_prepare(g, err, sizeof(err)) != EG_OK) {
+        log_err("%s", err);
         gen_retire(g);
         gen_unref(g);
-        return EG_ERR;
+        return 2;
     }
-    if (stats_apply(c, err, errlen) != EG_OK) {
+    if (stats_apply(c, err, sizeof(err)) != EG_OK) {
+        log_err("%s", err);
         lsn_abort();
         gen_retire(g);
         gen_unref(g);
-        return EG_ERR;
+        return 2;
     }
     gw.gen = g;
     gen_activate(g);
     lsn_commit(g);
     aff_configure(c);
-    return EG_OK;
+    return 0;
 }
 
 void gw_reload(void)
@@ -200,7 +251,15 @@ void gw_reload(void)
     }
     if (c->buffer_size != gw.gen->conf->buffer_size)
         log_warn("buffer_size changes take effect at the next restart");
-    struct gen *g = gen_create(c, gw.gen);
+    bool unreadable = false;
+    struct gen *g = gen_create(c, gw.gen, &errs, &unreadable);
+    if (!g) {
+        log_errors(&errs);
+        conf_errs_free(&errs);
+        counters->reload_failures_total++;
+        log_err("reload failed: still running the previous configuration");
+        return;
+    }
     char err[EG_ERRLEN * 2];
     bool lsn_ok = lsn_prepare(g, err, sizeof(err)) == EG_OK;
     if (!lsn_ok || stats_apply(c, err, sizeof(err)) != EG_OK) {

@@ -12,12 +12,15 @@
 
 /* A generation lives while it is current or while a connection started
  * under it still runs. */
+struct tls_lsn;
+
 struct gen {
     int refs;
     unsigned id;
     struct conf *conf;
     struct dc **dcs;            /* same order as conf->dcs */
     int ndcs;
+    struct tls_lsn **tls;       /* per conf listener, NULL without tls */
 };
 
 /* A client connection waiting for a healthy datacenter. */
@@ -45,15 +48,15 @@ static inline struct gen *gen_ref(struct gen *g)
     return g;
 }
 void gen_unref(struct gen *g);
-struct gen *gen_create(struct conf *c, struct gen *prev);
 
 void gw_hold(struct hold *h);
 void gw_unhold(struct hold *h);
 
 void gw_init(struct ev_loop *loop, const char *conf_file);
-/* Builds the first generation and opens its sockets; EG_ERR with ERR set
- * when a socket cannot be opened. Takes ownership of C on success. */
-int gw_start(struct conf *c, char *err, size_t errlen);
+/* Builds the first generation and opens its sockets. Returns 0, or the exit
+ * code (1: bad configuration, 2: runtime failure) after logging why. Takes
+ * ownership of C. */
+int gw_start(struct conf *c);
 /* SIGHUP: all or nothing. */
 void gw_reload(void);
 /* SIGTERM/SIGINT: stop accepting, let connections finish, then break the

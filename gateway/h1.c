@@ -1,7 +1,7 @@
 /* http mode.
  *
- * A client connection goes IDLE -> HEAD -> ROUTE -> CONNECT -> EXCHANGE and
- * back to IDLE for the next request (HOLD while no datacenter is healthy,
+ * A client connection goes [HANDSHAKE (TLS)] -> IDLE -> HEAD -> ROUTE ->
+ * CONNECT -> EXCHANGE and back to IDLE for the next request (HOLD while no datacenter is healthy,
  * ERROR to send an error and close, TUNNEL after 101 Switching Protocols).
  *
  * The request stays in the client buffer `ib` exactly as received; what goes
@@ -25,6 +25,7 @@
 #include "gateway/lsn.h"
 #include "gateway/route.h"
 #include "gateway/stats.h"
+#include "gateway/tls.h"
 #include "gateway/up.h"
 #include "healthcheck/dc.h"
 
@@ -33,7 +34,8 @@
 #include <string.h>
 
 enum h1_state {
-    H1_IDLE, H1_HEAD, H1_ROUTE, H1_HOLD, H1_CONNECT, H1_EXCHANGE, H1_TUNNEL, H1_ERROR
+    H1_HANDSHAKE, H1_IDLE, H1_HEAD, H1_ROUTE, H1_HOLD, H1_CONNECT, H1_EXCHANGE, H1_TUNNEL,
+    H1_ERROR
 };
 
 /* Requests beyond this many segments of head are answered 431: every
@@ -141,6 +143,12 @@ void h1_accept(int fd, struct lsn *l, const struct net_addr *peer)
     dlist_add(&sessions, &s->link);
     nactive++;
     reset_request(s);
+    if (s->c.tls) {
+        s->state = H1_HANDSHAKE;
+        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->handshake_timeout);
+        sk_want_raw(gw.loop, &s->c.sk, EV_READ);
+        return;
+    }
     s->state = H1_IDLE;
     conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
     sk_want(gw.loop, &s->c.sk, true, false);
@@ -176,6 +184,8 @@ static void update_interest(struct h1s *s)
 {
     bool crd = false, cwr = false, srd = false, swr = false;
     switch (s->state) {
+    case H1_HANDSHAKE:
+        return; /* conn_handshake() sets what TLS waits for */
     case H1_IDLE:
     case H1_HEAD:
         crd = !s->cl_eof;
@@ -186,8 +196,9 @@ static void update_interest(struct h1s *s)
         break;
     case H1_CONNECT:
         crd = !s->req_done && !s->cl_eof && ib_has_room(s);
-        swr = true;
-        break;
+        sk_want(gw.loop, &s->c.sk, crd, false);
+        sk_want_raw(gw.loop, &s->up->sk, s->up->connected ? s->up->sk.hs_ev : EV_WRITE);
+        return;
     case H1_EXCHANGE:
         crd = !s->req_done && !s->cl_eof && (ib_has_room(s) || !req_unsent(s));
         cwr = ob_pending(s) > 0;
@@ -528,6 +539,10 @@ static bool extract_key(struct h1s *s)
         break;
     case SESS_COOKIE:
         http_find_cookie(&s->req, base, s->c.cl->sess_name, s->c.cl->sess_name_len, &v, &n);
+        break;
+    case SESS_SNI:
+        v = conn_sni(&s->c);
+        n = v ? strlen(v) : 0;
         break;
     case SESS_CLIENT_IP: {
         char ip[64];
@@ -999,6 +1014,17 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     struct h1s *s = w->data;
+    if (s->state == H1_HANDSHAKE) {
+        int rc = conn_handshake(&s->c);
+        if (rc < 0) {
+            h1_free(s, false);
+        } else if (rc > 0) {
+            s->state = H1_IDLE;
+            conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
+            sk_want(gw.loop, &s->c.sk, true, false);
+        }
+        return;
+    }
     bool rd, wr;
     sk_ready(&s->c.sk, revents, &rd, &wr);
     if (s->state == H1_ERROR) {
@@ -1019,9 +1045,13 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 
 static void on_connected(struct h1s *s)
 {
-    int err = net_connect_result(s->up->sk.fd);
-    if (err) {
-        attempt_failed(s, err == ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET, 502);
+    int rc = up_connected(s->up);
+    if (rc == 0) {
+        update_interest(s);
+        return;
+    }
+    if (rc < 0) {
+        attempt_failed(s, rc == -ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET, 502);
         return;
     }
     start_exchange(s);
@@ -1071,6 +1101,10 @@ static void on_timeout(struct conn *c)
         return;
     case H1_HEAD:
         send_error(s, 408);
+        return;
+    case H1_HANDSHAKE:
+        tls_count_failure();
+        h1_free(s, false);
         return;
     default:
         h1_free(s, false);

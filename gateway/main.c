@@ -5,6 +5,7 @@
 #include "gateway/gw.h"
 #include "gateway/log.h"
 #include "gateway/stats.h"
+#include "gateway/tls.h"
 #include "gateway/up.h"
 #include "healthcheck/dc.h"
 #include "healthcheck/dns.h"
@@ -112,12 +113,25 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_CONF;
     }
+    char err[EG_ERRLEN * 2];
+    if (tls_init(err, sizeof(err)) != EG_OK) {
+        fprintf(stderr, "edgegate: %s\n", err);
+        return EXIT_RUNTIME;
+    }
     struct conf *c = load(file);
     if (!c)
         return EXIT_CONF;
     if (test) {
-        printf("configuration ok\n");
+        /* Certificates are part of the configuration: load them too. */
+        struct conf_errs errs = {0};
+        bool unreadable = false;
+        int rc = tls_check_conf(c, &errs, &unreadable);
+        fputs(errs.text ? errs.text : "", stderr);
+        conf_errs_free(&errs);
         conf_free(c);
+        if (rc != EG_OK)
+            return EXIT_CONF;
+        printf("configuration ok\n");
         return 0;
     }
 
@@ -146,11 +160,13 @@ int main(int argc, char **argv)
     dc_module_init(loop);
     up_module_init(loop);
     aff_init(loop);
-    char err[EG_ERRLEN * 2];
-    if (dns_init(loop, err, sizeof(err)) != 0 || gw_start(c, err, sizeof(err)) != EG_OK) {
+    if (dns_init(loop, err, sizeof(err)) != 0) {
         log_err("%s", err);
         return EXIT_RUNTIME;
     }
+    int rc = gw_start(c);
+    if (rc != 0)
+        return rc;
     static ev_signal sigs[4];
     const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
     for (int i = 0; i < 4; i++) {

@@ -177,15 +177,18 @@ void sk_shutdown_wr(struct sk *s)
     shutdown(s->fd, SHUT_WR);
 }
 
-void sk_close(struct ev_loop *loop, struct sk *s)
+/* A clean close sends close_notify: besides good manners, OpenSSL drops a
+ * session from its cache when the connection ends without it. */
+static void close_fd(struct ev_loop *loop, struct sk *s, bool clean)
 {
-    if (s->fd < 0)
-        return;
     if (ev_is_active(&s->io))
         ev_io_stop(loop, &s->io);
     if (ev_is_pending(&s->io))
         ev_clear_pending(loop, &s->io);
     if (s->ssl) {
+        if (clean && SSL_is_init_finished(s->ssl))
+            SSL_shutdown(s->ssl);
+        ERR_clear_error();
         SSL_free(s->ssl);
         s->ssl = NULL;
     }
@@ -194,11 +197,17 @@ void sk_close(struct ev_loop *loop, struct sk *s)
     s->ev = 0;
 }
 
+void sk_close(struct ev_loop *loop, struct sk *s)
+{
+    if (s->fd >= 0)
+        close_fd(loop, s, true);
+}
+
 void sk_abort(struct ev_loop *loop, struct sk *s)
 {
-    if (s->fd >= 0) {
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    }
-    sk_close(loop, s);
+    if (s->fd < 0)
+        return;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close_fd(loop, s, false);
 }

@@ -1,6 +1,7 @@
 /* tcp mode.
  *
- * A connection goes ROUTE (affinity lookup) -> CONNECT -> STREAM, or HOLD
+ * A connection goes [HANDSHAKE (client TLS)] -> ROUTE (affinity lookup) ->
+ * CONNECT (TCP, then TLS to the server if configured) -> STREAM, or HOLD
  * while no datacenter is healthy. Until the server sends its first byte
  * every byte sent to it stays in c2s (between head and head + c2s_sent), so
  * that a failed connect, or a reset or close before the server spoke, can be
@@ -17,6 +18,7 @@
 #include "gateway/lsn.h"
 #include "gateway/route.h"
 #include "gateway/stats.h"
+#include "gateway/tls.h"
 #include "gateway/up.h"
 #include "healthcheck/dc.h"
 
@@ -24,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum tcp_state { TCP_ROUTE, TCP_HOLD, TCP_CONNECT, TCP_STREAM };
+enum tcp_state { TCP_HANDSHAKE, TCP_ROUTE, TCP_HOLD, TCP_CONNECT, TCP_STREAM };
 
 struct tcpc {
     struct conn c;
@@ -41,7 +43,7 @@ struct tcpc {
     uint32_t c2s_sent;          /* bytes after c2s->head already sent */
     struct route rt;
     struct aff_req aff;
-    char key[64];
+    char key[AFF_KEY_MAX];
     size_t keylen;
     struct tcpc *next_free;
 };
@@ -127,13 +129,15 @@ static size_t s2c_room(struct tcpc *t, bool make)
 
 static void update_interest(struct tcpc *t)
 {
+    if (t->state == TCP_HANDSHAKE)
+        return; /* conn_handshake() sets what TLS waits for */
     bool crd = !t->cl_eof && c2s_room(t, false) > 0;
     bool cwr = t->s2c && buf_len(t->s2c) > 0;
     sk_want(gw.loop, &t->c.sk, crd, cwr);
     if (!t->up)
         return;
     if (t->state == TCP_CONNECT) {
-        sk_want(gw.loop, &t->up->sk, false, true);
+        sk_want_raw(gw.loop, &t->up->sk, t->up->connected ? t->up->sk.hs_ev : EV_WRITE);
         return;
     }
     bool srd = !t->sv_eof && s2c_room(t, false) > 0;
@@ -280,6 +284,29 @@ void tcp_accept(int fd, struct lsn *l, const struct net_addr *peer)
         conn_peer_ip(&t->c, t->key, sizeof(t->key));
         t->keylen = strlen(t->key);
     }
+    if (t->c.tls) {
+        t->state = TCP_HANDSHAKE;
+        conn_deadline(&t->c, ev_now(gw.loop) + t->c.cl->handshake_timeout);
+        sk_want_raw(gw.loop, &t->c.sk, EV_READ);
+        return;
+    }
+    start_routing(t);
+}
+
+/* The client's TLS handshake is done: the SNI may be the session key. */
+static void handshake_done(struct tcpc *t)
+{
+    const char *sni = conn_sni(&t->c);
+    if (t->c.cl->sess == SESS_SNI && sni) {
+        size_t n = strlen(sni);
+        if (!aff_key_valid(sni, n)) {
+            counters->bad_session_keys_total++;
+            tcp_free(t, true);
+            return;
+        }
+        memcpy(t->key, sni, n);
+        t->keylen = n;
+    }
     start_routing(t);
 }
 
@@ -405,9 +432,13 @@ static bool read_server(struct tcpc *t)
 
 static void on_connected(struct tcpc *t)
 {
-    int err = net_connect_result(t->up->sk.fd);
-    if (err) {
-        server_failed(t, err == ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET, err);
+    int rc = up_connected(t->up);
+    if (rc == 0) {
+        update_interest(t);
+        return;
+    }
+    if (rc < 0) {
+        server_failed(t, rc == -ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET, -rc);
         return;
     }
     t->state = TCP_STREAM;
@@ -431,6 +462,14 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     struct tcpc *t = w->data;
+    if (t->state == TCP_HANDSHAKE) {
+        int rc = conn_handshake(&t->c);
+        if (rc < 0)
+            tcp_free(t, false);
+        else if (rc > 0)
+            handshake_done(t);
+        return;
+    }
     bool rd, wr;
     sk_ready(&t->c.sk, revents, &rd, &wr);
     if (wr && !flush_s2c(t))
@@ -469,6 +508,10 @@ static void on_timeout(struct conn *c)
         counters->hold_timeouts_total++;
         counters->client_errors_total++;
         tcp_free(t, true);
+        return;
+    case TCP_HANDSHAKE:
+        tls_count_failure();
+        tcp_free(t, false);
         return;
     default:
         log_debug("tcp: idle timeout on %s", t->c.cl->name);

@@ -6,6 +6,7 @@
 #include "gateway/log.h"
 #include "gateway/net.h"
 #include "healthcheck/dc.h"
+#include "gateway/tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -73,6 +74,7 @@ struct upc *up_open(struct srv *s)
     dlist_init(&u->lru);
     u->requests = 0;
     u->idle_since = 0;
+    u->connected = false;
     s->conns_total++;
     s->conns_active++;
     return u;
@@ -93,6 +95,38 @@ void up_close(struct upc *u)
     srv_unref(u->srv);
     *(struct upc **)u = free_list;
     free_list = u;
+}
+
+int up_connected(struct upc *u)
+{
+    struct srv *s = u->srv;
+    if (!u->connected) {
+        int err = net_connect_result(u->sk.fd);
+        if (err)
+            return -err;
+        u->connected = true;
+        if (!s->tls)
+            return 1;
+        if (!(u->sk.ssl = tls_client_ssl(s->tls, s->cs, u->sk.fd)))
+            return -ENOMEM;
+        if (s->tls_sess)
+            SSL_set_session(u->sk.ssl, s->tls_sess);
+    }
+    int rc = sk_handshake(&u->sk);
+    if (rc == SK_AGAIN)
+        return 0;
+    if (rc != 1) {
+        log_warn("TLS handshake with %s failed", s->name);
+        return -EPROTO;
+    }
+    /* Keep the session: the next connection resumes instead of a full
+     * handshake. */
+    SSL_SESSION *sess = SSL_get1_session(u->sk.ssl);
+    if (sess) {
+        SSL_SESSION_free(s->tls_sess);
+        s->tls_sess = sess;
+    }
+    return 1;
 }
 
 /* Removes U from the pool without closing it. */

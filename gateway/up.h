@@ -13,11 +13,16 @@ struct upc {
     struct dlist lru;           /* all pooled connections, oldest first */
     ev_tstamp idle_since;
     unsigned requests;          /* requests carried so far: 0 means fresh */
+    bool connected;             /* TCP is up (TLS may still be shaking hands) */
 };
 
 void up_module_init(struct ev_loop *loop);
 /* Starts connecting to S. NULL with errno set when it failed at once. */
 struct upc *up_open(struct srv *s);
+/* Drives a connection being opened after its socket became ready: 1 when
+ * it can carry bytes, 0 in progress (u->sk.hs_ev tells what to wait for),
+ * or a negative errno (-ECONNREFUSED, ...; -EPROTO for a TLS failure). */
+int up_connected(struct upc *u);
 /* A live idle connection to S, or NULL. */
 struct upc *up_pool_take(struct srv *s);
 /* Parks U in its server's pool (or closes it when the pool is full or the

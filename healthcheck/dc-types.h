@@ -8,6 +8,7 @@
 #include "gateway/util.h"
 
 #include <ev.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +35,8 @@ struct srv {
     ev_timer passive_tm;        /* brings a passively failed server back without checks */
     double rtt_ms;              /* EWMA of check round trips, < 0 while unknown */
     struct hc *hc;              /* active check, NULL without one */
+    SSL_CTX *tls;               /* TLS towards the server, NULL for plain TCP */
+    SSL_SESSION *tls_sess;      /* last session, to resume the next handshake */
     struct dlist idle;          /* pooled keep-alive connections */
     int nidle;
     /* traffic counters */
@@ -52,6 +55,7 @@ struct dc {
     double rtt_ms;              /* EWMA over all its servers' checks, < 0 unknown */
     struct srv **srvs;
     int nsrvs, cap;
+    SSL_CTX **tls;              /* per conf server (cd->servers), NULL entries: plain */
     uint64_t transitions;       /* healthy <-> unhealthy */
     ev_tstamp changed_at;
     uint64_t sessions_total, requests_total;

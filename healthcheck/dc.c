@@ -50,6 +50,9 @@ void dc_destroy(struct dc *dc)
 {
     while (dc->nsrvs > 0)
         dc_remove_server(dc, dc->srvs[dc->nsrvs - 1]);
+    for (int i = 0; dc->tls && i < dc->cd->nservers; i++)
+        SSL_CTX_free(dc->tls[i]);
+    free(dc->tls);
     free(dc->srvs);
     free(dc);
 }
@@ -66,6 +69,9 @@ struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const str
     s->cs = cs;
     s->addr = *a;
     s->weight = cs->weight;
+    s->tls = dc->tls ? dc->tls[cs - dc->cd->servers] : NULL;
+    if (s->tls)
+        SSL_CTX_up_ref(s->tls);
     s->up = true;
     s->reason = SRV_R_START;
     s->rtt_ms = -1;
@@ -121,6 +127,8 @@ void srv_unref(struct srv *s)
 {
     if (--s->refs > 0)
         return;
+    SSL_CTX_free(s->tls);
+    SSL_SESSION_free(s->tls_sess);
     free(s);
 }
 

@@ -1,0 +1,417 @@
+/* TLS contexts.
+ *
+ * A listener has one SSL_CTX per certificate; the first is the default. The
+ * SNI callback switches a connection to the context whose certificate names
+ * the requested host (exact names first, then one-label wildcards), which is
+ * how OpenSSL serves several certificates on one socket.
+ *
+ * Resumption works two ways: a server-side session cache (TLS 1.2 session
+ * IDs) and stateless tickets. Ticket keys rotate every hour; each key is
+ * derived from one random secret and the hour's number, so keys never need
+ * to be stored, the previous hour's tickets still resume (and get renewed),
+ * and processes that share the secret (workers forked from one master)
+ * accept each other's tickets. */
+#include "gateway/tls.h"
+#include "conf/conf.h"
+#include "gateway/log.h"
+#include "gateway/util.h"
+
+#include <errno.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TICKET_PERIOD 3600
+#define MAX_NAMES 64
+
+/* Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 uses OpenSSL's defaults. */
+static const char ciphers12[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+struct tls_cert {
+    SSL_CTX *ctx;
+    char *names[MAX_NAMES];     /* DNS names of the certificate, lower case */
+    int nnames;
+};
+
+struct tls_lsn {
+    struct tls_cert *certs;
+    int ncerts;
+    bool http;                  /* ALPN http/1.1 */
+};
+
+struct ticket_key {
+    long period;
+    unsigned char name[16], aes[32], hmac[32];
+};
+
+static unsigned char ticket_secret[32];
+static struct ticket_key tkeys[2];
+static struct tls_stats st;
+
+void tls_stats(struct tls_stats *out) { *out = st; }
+void tls_count_failure(void) { st.failures++; }
+
+void tls_count_handshake(SSL *ssl)
+{
+    st.handshakes++;
+    if (SSL_session_reused(ssl))
+        st.resumed++;
+}
+
+int tls_init(char *err, size_t errlen)
+{
+    if (RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1) {
+        snprintf(err, errlen, "TLS: no randomness for ticket keys");
+        return EG_ERR;
+    }
+    return EG_OK;
+}
+
+/* ---- tickets ---- */
+
+static void derive(long period, struct ticket_key *k)
+{
+    unsigned char out[32];
+    unsigned int len;
+    const char *parts[3] = {"name", "aes", "hmac"};
+    unsigned char *dst[3] = {k->name, k->aes, k->hmac};
+    size_t dlen[3] = {sizeof(k->name), sizeof(k->aes), sizeof(k->hmac)};
+    for (int i = 0; i < 3; i++) {
+        char msg[64];
+        int n = snprintf(msg, sizeof(msg), "edgegate ticket %s %ld", parts[i], period);
+        HMAC(EVP_sha256(), ticket_secret, sizeof(ticket_secret), (unsigned char *)msg,
+             (size_t)n, out, &len);
+        memcpy(dst[i], out, dlen[i]);
+    }
+    k->period = period;
+}
+
+/* Slot 0: this period's key, slot 1: the previous period's. */
+static const struct ticket_key *ticket_key(int slot)
+{
+    long period = (long)(time(NULL) / TICKET_PERIOD) - slot;
+    if (tkeys[slot].period != period)
+        derive(period, &tkeys[slot]);
+    return &tkeys[slot];
+}
+
+static int set_mac_key(EVP_MAC_CTX *hctx, const struct ticket_key *k)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof(k->hmac)),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    return EVP_MAC_CTX_set_params(hctx, params);
+}
+
+/* Returns 1 (key found), 2 (found, old: issue a new ticket), 0 (unknown
+ * key: full handshake), -1 (error). */
+static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ectx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    (void)ssl;
+    if (enc) {
+        const struct ticket_key *k = ticket_key(0);
+        if (RAND_bytes(iv, 16) != 1)
+            return -1;
+        memcpy(name, k->name, 16);
+        if (!EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) ||
+            !set_mac_key(hctx, k))
+            return -1;
+        return 1;
+    }
+    for (int slot = 0; slot < 2; slot++) {
+        const struct ticket_key *k = ticket_key(slot);
+        if (memcmp(name, k->name, 16) != 0)
+            continue;
+        if (!set_mac_key(hctx, k) || !EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv))
+            return -1;
+        return slot == 0 ? 1 : 2;
+    }
+    return 0;
+}
+
+/* ---- certificates and SNI ---- */
+
+static const char *ssl_error(void)
+{
+    static char buf[256];
+    unsigned long e = ERR_peek_last_error();
+    ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    return e ? buf : "unknown error";
+}
+
+static void add_name(struct tls_cert *c, const char *name, size_t len)
+{
+    if (c->nnames == MAX_NAMES || len == 0 || len > 253)
+        return;
+    char *n = strndup(name, len);
+    if (!n)
+        abort();
+    for (char *p = n; *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    c->names[c->nnames++] = n;
+}
+
+/* The names a certificate serves: its DNS subject alternative names, or its
+ * common name when it has none. */
+static void collect_names(struct tls_cert *c)
+{
+    X509 *x = SSL_CTX_get0_certificate(c->ctx);
+    if (!x)
+        return;
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type == GEN_DNS)
+            add_name(c, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+                     (size_t)ASN1_STRING_length(g->d.dNSName));
+    }
+    GENERAL_NAMES_free(sans);
+    if (c->nnames == 0) {
+        char cn[256];
+        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
+                                          sizeof(cn));
+        if (n > 0)
+            add_name(c, cn, (size_t)n);
+    }
+}
+
+static bool name_matches(const char *pattern, const char *host)
+{
+    if (strcasecmp(pattern, host) == 0)
+        return true;
+    if (pattern[0] != '*' || pattern[1] != '.')
+        return false;
+    /* A wildcard covers exactly one label. */
+    const char *dot = strchr(host, '.');
+    return dot && dot != host && strcasecmp(pattern + 1, dot) == 0;
+}
+
+static struct tls_cert *find_cert(struct tls_lsn *t, const char *host)
+{
+    for (int wild = 0; wild < 2; wild++)
+        for (int i = 0; i < t->ncerts; i++)
+            for (int k = 0; k < t->certs[i].nnames; k++) {
+                const char *n = t->certs[i].names[k];
+                if ((n[0] == '*') == wild && name_matches(n, host))
+                    return &t->certs[i];
+            }
+    return NULL;
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!host)
+        return SSL_TLSEXT_ERR_OK;
+    struct tls_cert *c = find_cert(arg, host);
+    if (c && c->ctx != SSL_get_SSL_CTX(ssl))
+        SSL_set_SSL_CTX(ssl, c->ctx);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl, (void)arg;
+    static const unsigned char ours[] = "\x08http/1.1";
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; /* carry on without ALPN */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static SSL_CTX *server_ctx(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(ctx, ciphers12);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, 20480);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"edgegate", 8);
+    SSL_CTX_set_timeout(ctx, 2 * TICKET_PERIOD);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket);
+    return ctx;
+}
+
+/* Loads one certificate; reports and returns EG_ERR on failure. */
+static int load_cert(SSL_CTX *ctx, const char *file, const struct conf_cert *cc,
+                     struct conf_errs *errs, bool *unreadable)
+{
+    const char *paths[2] = {cc->cert, cc->key};
+    for (int i = 0; i < 2; i++)
+        if (access(paths[i], R_OK) != 0) {
+            conf_errs_add(errs, file, cc->line, "\"tls\": cannot read %s: %s", paths[i],
+                      strerror(errno));
+            *unreadable = true;
+            return EG_ERR;
+        }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cc->cert) != 1) {
+        conf_errs_add(errs, file, cc->line, "\"tls\": %s: not a PEM certificate (%s)", cc->cert,
+                  ssl_error());
+        return EG_ERR;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cc->key, SSL_FILETYPE_PEM) != 1) {
+        conf_errs_add(errs, file, cc->line, "\"tls\": %s: not a PEM private key (%s)", cc->key,
+                  ssl_error());
+        return EG_ERR;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        conf_errs_add(errs, file, cc->line, "\"tls\": the key %s does not match the certificate %s",
+                  cc->key, cc->cert);
+        ERR_clear_error();
+        return EG_ERR;
+    }
+    return EG_OK;
+}
+
+void tls_lsn_free(struct tls_lsn *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->ncerts; i++) {
+        SSL_CTX_free(t->certs[i].ctx);
+        for (int k = 0; k < t->certs[i].nnames; k++)
+            free(t->certs[i].names[k]);
+    }
+    free(t->certs);
+    free(t);
+}
+
+struct tls_lsn *tls_lsn_create(const struct conf *c, const struct conf_listener *cl,
+                               struct conf_errs *errs, bool *unreadable)
+{
+    if (cl->ncerts == 0)
+        return NULL;
+    struct tls_lsn *t = calloc(1, sizeof(*t));
+    if (!t || !(t->certs = calloc((size_t)cl->ncerts, sizeof(*t->certs))))
+        abort();
+    t->http = cl->mode == MODE_HTTP;
+    bool ok = true;
+    for (int i = 0; i < cl->ncerts; i++) {
+        struct tls_cert *tc = &t->certs[t->ncerts];
+        tc->ctx = server_ctx();
+        if (!tc->ctx) {
+            conf_errs_add(errs, c->file, cl->certs[i].line, "\"tls\": %s", ssl_error());
+            ok = false;
+            continue;
+        }
+        t->ncerts++;
+        if (load_cert(tc->ctx, c->file, &cl->certs[i], errs, unreadable) != EG_OK) {
+            ok = false;
+            continue;
+        }
+        collect_names(tc);
+        SSL_CTX_set_tlsext_servername_callback(tc->ctx, on_servername);
+        SSL_CTX_set_tlsext_servername_arg(tc->ctx, t);
+        if (t->http)
+            SSL_CTX_set_alpn_select_cb(tc->ctx, on_alpn, NULL);
+    }
+    if (!ok) {
+        tls_lsn_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+SSL *tls_lsn_ssl(struct tls_lsn *t, int fd)
+{
+    SSL *ssl = SSL_new(t->certs[0].ctx);
+    if (!ssl)
+        return NULL;
+    SSL_set_fd(ssl, fd);
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
+const char *tls_sni(SSL *ssl) { return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name); }
+
+int tls_check_conf(const struct conf *c, struct conf_errs *errs, bool *unreadable)
+{
+    int before = errs->count;
+    for (int i = 0; i < c->nlsns; i++)
+        tls_lsn_free(tls_lsn_create(c, &c->lsns[i], errs, unreadable));
+    for (int d = 0; d < c->ndcs; d++)
+        for (int k = 0; k < c->dcs[d].nservers; k++)
+            SSL_CTX_free(tls_client_ctx(c, &c->dcs[d].servers[k], errs));
+    return errs->count == before ? EG_OK : EG_ERR;
+}
+
+/* ---- towards servers ---- */
+
+SSL_CTX *tls_client_ctx(const struct conf *c, const struct conf_server *cs,
+                        struct conf_errs *errs)
+{
+    if (!cs->tls)
+        return NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        conf_errs_add(errs, c->file, cs->line, "\"server\": %s", ssl_error());
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+    if (cs->verify) {
+        if (SSL_CTX_load_verify_locations(ctx, cs->verify, NULL) != 1) {
+            conf_errs_add(errs, c->file, cs->line, "\"server\": cannot load CA file %s (%s)",
+                      cs->verify, ssl_error());
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return ctx;
+}
+
+SSL *tls_client_ssl(SSL_CTX *ctx, const struct conf_server *cs, int fd)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    SSL_set_fd(ssl, fd);
+    SSL_set_connect_state(ssl);
+    const char *name = cs->sni ? cs->sni : cs->resolve ? cs->host : NULL;
+    if (name)
+        SSL_set_tlsext_host_name(ssl, name);
+    if (cs->verify) {
+        /* The name checked: sni when given, else the host as written (an IP
+         * address is checked against the certificate's IP addresses). */
+        const char *check = cs->sni ? cs->sni : cs->host;
+        if (cs->sni || cs->resolve)
+            SSL_set1_host(ssl, check);
+        else
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), check);
+    }
+    return ssl;
+}
