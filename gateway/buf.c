@@ -43,9 +43,27 @@ struct buf *buf_get(void)
         }
     }
     b->head = b->tail = 0;
+    b->cap = (uint32_t)bsize;
     b->next = NULL;
     nused++;
     return b;
+}
+
+struct buf *buf_grow(struct buf *b, size_t cap)
+{
+    struct buf *n = malloc(sizeof(*n) + cap);
+    if (!n) {
+        fprintf(stderr, "edgegate: out of memory\n");
+        abort();
+    }
+    n->next = NULL;
+    n->cap = (uint32_t)cap;
+    n->head = 0;
+    n->tail = (uint32_t)buf_len(b);
+    memcpy(n->data, buf_rpos(b), buf_len(b));
+    buf_put(b);
+    nused++;
+    return n;
 }
 
 void buf_put(struct buf *b)
@@ -53,7 +71,7 @@ void buf_put(struct buf *b)
     if (!b)
         return;
     nused--;
-    if (nfree >= BUF_KEEP_FREE) {
+    if (b->cap != bsize || nfree >= BUF_KEEP_FREE) {
         free(b);
         return;
     }

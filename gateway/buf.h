@@ -11,6 +11,7 @@ struct buf {
     struct buf *next;   /* free-list link */
     uint32_t head;      /* first unconsumed byte */
     uint32_t tail;      /* one past the last byte */
+    uint32_t cap;       /* the pool's size, or more for a grown buffer */
     char data[];
 };
 
@@ -18,12 +19,15 @@ void buf_pool_init(size_t size);
 size_t buf_size(void);
 struct buf *buf_get(void);
 void buf_put(struct buf *b);
+/* A copy of B with capacity CAP (> B's), B given back: for the rare request
+ * that must be kept whole although it outgrows one buffer. */
+struct buf *buf_grow(struct buf *b, size_t cap);
 /* Buffers handed out and not yet returned; tests and stats read it. */
 size_t buf_in_use(void);
 size_t buf_free_count(void);
 
 static inline size_t buf_len(const struct buf *b) { return b->tail - b->head; }
-static inline size_t buf_room(const struct buf *b) { return buf_size() - b->tail; }
+static inline size_t buf_room(const struct buf *b) { return b->cap - b->tail; }
 static inline char *buf_rpos(struct buf *b) { return b->data + b->head; }
 static inline char *buf_wpos(struct buf *b) { return b->data + b->tail; }
 /* Move pending bytes to the front so that the tail has room again. */

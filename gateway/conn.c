@@ -1,9 +1,13 @@
 #include "gateway/conn.h"
 #include "gateway/lsn.h"
+#include "gateway/pp.h"
 #include "gateway/stats.h"
 #include "gateway/tls.h"
 
+#include <errno.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -130,4 +134,52 @@ int conn_handshake(struct conn *c)
 const char *conn_sni(const struct conn *c)
 {
     return c->sk.ssl ? tls_sni(c->sk.ssl) : NULL;
+}
+
+static bool in_cidr(const struct net_addr *a, const struct conf_cidr *c)
+{
+    if (a->ss.ss_family != c->net.ss.ss_family)
+        return false;
+    const unsigned char *x, *y;
+    if (a->ss.ss_family == AF_INET) {
+        x = (const unsigned char *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+        y = (const unsigned char *)&((const struct sockaddr_in *)&c->net.ss)->sin_addr;
+    } else {
+        x = (const unsigned char *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+        y = (const unsigned char *)&((const struct sockaddr_in6 *)&c->net.ss)->sin6_addr;
+    }
+    int bits = c->bits, i = 0;
+    for (; bits >= 8; bits -= 8, i++)
+        if (x[i] != y[i])
+            return false;
+    return bits == 0 || ((x[i] ^ y[i]) >> (8 - bits)) == 0;
+}
+
+bool conn_proxy_trusted(const struct conn *c)
+{
+    if (c->cl->nproxy_from == 0)
+        return true;
+    for (int i = 0; i < c->cl->nproxy_from; i++)
+        if (in_cidr(&c->peer, &c->cl->proxy_from[i]))
+            return true;
+    return false;
+}
+
+int conn_read_proxy(struct conn *c)
+{
+    unsigned char buf[PP_MAX_HEADER];
+    /* Peek: what follows the header (a TLS hello, a request) must stay in
+     * the socket for whoever reads next. */
+    ssize_t n = recv(c->sk.fd, buf, sizeof(buf), MSG_PEEK);
+    if (n <= 0)
+        return n < 0 && errno == EAGAIN ? 0 : -1;
+    struct pp_info pi;
+    int len = pp_parse(buf, (size_t)n, &pi);
+    if (len <= 0)
+        return len == 0 && n < (ssize_t)sizeof(buf) ? 0 : -1;
+    if (recv(c->sk.fd, buf, (size_t)len, 0) != len)
+        return -1;
+    if (!pi.local)
+        c->peer = pi.src;
+    return 1;
 }

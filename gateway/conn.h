@@ -45,5 +45,10 @@ const char *conn_peer_ip(const struct conn *c, char *buf, size_t len);
 int conn_handshake(struct conn *c);
 /* The server name the client sent in its TLS handshake, or NULL. */
 const char *conn_sni(const struct conn *c);
+/* Whether the listener takes a PROXY header from this peer. */
+bool conn_proxy_trusted(const struct conn *c);
+/* Reads the PROXY header a trusted balancer sends first: 1 done (peer is
+ * now the real client), 0 not all there yet (try again shortly), -1 bad. */
+int conn_read_proxy(struct conn *c);
 
 #endif

@@ -1,16 +1,19 @@
 /* http mode.
  *
- * A client connection goes [HANDSHAKE (TLS)] -> IDLE -> HEAD -> ROUTE ->
- * CONNECT -> EXCHANGE and back to IDLE for the next request (HOLD while no datacenter is healthy,
- * ERROR to send an error and close, TUNNEL after 101 Switching Protocols).
+ * A client connection goes [PROXY (header from a balancer)] -> [HANDSHAKE
+ * (TLS)] -> IDLE -> HEAD -> ROUTE -> CONNECT -> EXCHANGE and back to IDLE for
+ * the next request (HOLD while no datacenter is healthy, ERROR to send an
+ * error and close, TUNNEL after 101 Switching Protocols).
  *
  * The request stays in the client buffer `ib` exactly as received; what goes
- * to the server is described by iovecs over it (its head minus hop-by-hop
- * headers, then the body), so nothing is copied and a failed attempt can be
- * replayed from the same bytes. Replay stops being possible when a response
- * byte reached the client, when the request reached a server and is neither
- * idempotent nor carries Idempotency-Key, or when the body outgrew the
- * buffer and sent bytes had to be dropped.
+ * to the server is described by iovecs over it (a PROXY header when the
+ * connection is new, the head minus hop-by-hop headers plus the forwarding
+ * headers we add, then the body), so nothing is copied and a failed attempt
+ * can be replayed from the same bytes. A request that outgrows one buffer is
+ * kept whole in a larger one up to `replay_buffer`. Replay stops being
+ * possible when a response byte reached the client, when the request reached
+ * a server and is neither idempotent nor carries Idempotency-Key, or when the
+ * body outgrew the replay buffer and sent bytes had to be dropped.
  *
  * Responses are read into `ob`, their head parsed for framing and passed on
  * unchanged; `ob_end` marks how far `ob` holds bytes of the current
@@ -23,6 +26,7 @@
 #include "gateway/http.h"
 #include "gateway/log.h"
 #include "gateway/lsn.h"
+#include "gateway/pp.h"
 #include "gateway/route.h"
 #include "gateway/stats.h"
 #include "gateway/tls.h"
@@ -30,18 +34,21 @@
 #include "healthcheck/dc.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 enum h1_state {
-    H1_HANDSHAKE, H1_IDLE, H1_HEAD, H1_ROUTE, H1_HOLD, H1_CONNECT, H1_EXCHANGE, H1_TUNNEL,
+    H1_PROXY, H1_HANDSHAKE, H1_IDLE, H1_HEAD, H1_ROUTE, H1_HOLD, H1_CONNECT, H1_EXCHANGE, H1_TUNNEL,
     H1_ERROR
 };
 
-/* Requests beyond this many segments of head are answered 431: every
- * dropped header line costs one, and a client sending hundreds of them is
- * not one we need to serve. */
+/* Segments of an outgoing request. Every hop-by-hop header dropped costs
+ * one; a request with more than MAX_DROPPED of them is refused (400). */
 #define MAX_IOV 64
+#define MAX_DROPPED 40
+
 
 struct h1s {
     struct conn c;
@@ -59,8 +66,14 @@ struct h1s {
     bool tunnel_cl_eof, tunnel_sv_eof;
     uint8_t method;
     int attempts;
+    int16_t xff_hdr;            /* last X-Forwarded-For: our address is appended to it */
+    uint8_t xa_len;             /* xtra[0, xa_len): ", <client>" appended there */
+    uint8_t xb_len;             /* xtra[xa_len, +xb_len): header lines we add */
+    uint8_t pp_len;             /* PROXY header opening this attempt's connection */
     struct buf *ib, *ob;
     struct upc *up;
+    struct upc *kept;           /* send_proxy: this client's own idle server connection */
+    ev_tstamp since;            /* start of the PROXY read, of the head, of the wait */
     uint32_t req_len;           /* bytes of this request in ib, from ib->head */
     uint32_t req_sent;          /* bytes of the outgoing request already written */
     uint32_t ohl;               /* length of the outgoing head */
@@ -74,9 +87,13 @@ struct h1s {
     size_t keylen;
     char key[AFF_KEY_MAX];
     struct dlist link;          /* all sessions, for drain */
+    char xtra[192];
+    unsigned char pp[PP_BUILD_MAX];
     struct http_hdr req_hdrs[HTTP_MAX_HDRS];
     struct http_hdr resp_hdr;
 };
+
+_Static_assert(HTTP_MAX_HDRS == CONF_MAX_HEADERS, "the parser keeps max_headers headers");
 
 static struct dlist sessions = {&sessions, &sessions};
 static struct h1s *free_list;
@@ -85,6 +102,7 @@ static size_t nactive;
 size_t h1_active(void) { return nactive; }
 
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
+static void start_session(struct h1s *s);
 static void on_server_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timeout(struct conn *c);
 static void route_request(struct h1s *s);
@@ -98,6 +116,7 @@ static void h1_free(struct h1s *s, bool abort_client)
     if (s->state == H1_ROUTE)
         aff_cancel(&s->aff);
     up_close(s->up);
+    up_close(s->kept);
     buf_put(s->ib);
     buf_put(s->ob);
     if (abort_client)
@@ -111,9 +130,9 @@ static void h1_free(struct h1s *s, bool abort_client)
 
 static void limits_of(const struct conf_listener *cl, struct http_limits *lim)
 {
-    lim->max_line = 8192;
-    lim->max_head = (uint32_t)MIN(buf_size() - 1024, (size_t)65535);
-    lim->max_headers = HTTP_MAX_HDRS;
+    lim->max_line = cl->max_request_line;
+    lim->max_head = cl->max_header_size;
+    lim->max_headers = (uint16_t)cl->max_headers;
     lim->sess_header = cl->sess == SESS_HEADER ? cl->sess_name : NULL;
     lim->sess_header_len = (uint16_t)cl->sess_name_len;
 }
@@ -125,6 +144,8 @@ static void reset_request(struct h1s *s)
     s->keep_client = s->keep_server = false;
     s->attempts = 0;
     s->req_len = s->req_sent = s->ohl = s->ob_end = 0;
+    s->xa_len = s->xb_len = s->pp_len = 0;
+    s->xff_hdr = -1;
     s->keylen = 0;
     http_msg_init(&s->req, false, s->req_hdrs, HTTP_MAX_HDRS);
 }
@@ -137,21 +158,54 @@ void h1_accept(int fd, struct lsn *l, const struct net_addr *peer)
     else if (!(s = malloc(sizeof(*s))))
         abort();
     s->ib = s->ob = NULL;
-    s->up = NULL;
+    s->up = s->kept = NULL;
     s->cl_eof = false;
     conn_init(&s->c, fd, l, peer, on_client_io, s, on_timeout);
     dlist_add(&sessions, &s->link);
     nactive++;
     reset_request(s);
+    s->since = ev_now(gw.loop);
+    if (s->c.cl->accept_proxy) {
+        if (!conn_proxy_trusted(&s->c)) {
+            h1_free(s, true);
+            return;
+        }
+        s->state = H1_PROXY;
+        conn_deadline(&s->c, s->since + s->c.cl->handshake_timeout);
+        sk_want_raw(gw.loop, &s->c.sk, EV_READ);
+        return;
+    }
+    start_session(s);
+}
+
+/* After the PROXY header (if any): the TLS handshake, or the first request. */
+static void start_session(struct h1s *s)
+{
     if (s->c.tls) {
         s->state = H1_HANDSHAKE;
-        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->handshake_timeout);
+        conn_deadline(&s->c, s->since + s->c.cl->handshake_timeout);
         sk_want_raw(gw.loop, &s->c.sk, EV_READ);
         return;
     }
     s->state = H1_IDLE;
     conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
     sk_want(gw.loop, &s->c.sk, true, false);
+}
+
+/* Reads the PROXY header. A header split over several segments is polled
+ * again after a short pause: the socket stays readable (the header is only
+ * peeked), so waiting for readability would spin. */
+static void read_proxy(struct h1s *s)
+{
+    int rc = conn_read_proxy(&s->c);
+    if (rc < 0) {
+        h1_free(s, true);
+    } else if (rc > 0) {
+        start_session(s);
+    } else {
+        sk_want_raw(gw.loop, &s->c.sk, 0);
+        conn_deadline(&s->c, ev_now(gw.loop) + 0.005);
+    }
 }
 
 void h1_close_idle(void)
@@ -171,42 +225,60 @@ static size_t ob_pending(const struct h1s *s)
     return s->ob ? s->ob_end - s->ob->head : 0;
 }
 
+/* The outgoing request: [PROXY header] head (ohl bytes) body. Once the head
+ * is out and dropped from ib, only the body remains. */
 static uint32_t out_total(const struct h1s *s)
 {
-    return s->head_gone ? s->req_len : s->ohl + s->req_len - s->req.head_len;
+    return s->head_gone ? s->req_len : s->pp_len + s->ohl + s->req_len - s->req.head_len;
 }
 
 static bool req_unsent(const struct h1s *s) { return s->req_sent < out_total(s); }
 
-static bool ib_has_room(const struct h1s *s) { return !s->ib || buf_room(s->ib) > 0; }
+/* How large ib may grow to keep the whole request for a replay. */
+static size_t replay_limit(const struct h1s *s)
+{
+    return MAX(buf_size(), s->c.cl->replay_buffer + s->req.head_len);
+}
+
+/* Whether more client bytes can be taken now (reading them may first grow
+ * ib, or drop bytes the server already has). */
+static bool ib_can_take(const struct h1s *s)
+{
+    if (!s->ib || buf_room(s->ib) > 0)
+        return true;
+    if (!s->replay_off && s->ib->cap < replay_limit(s))
+        return true;
+    return s->state == H1_EXCHANGE && !req_unsent(s);
+}
 
 static void update_interest(struct h1s *s)
 {
     bool crd = false, cwr = false, srd = false, swr = false;
     switch (s->state) {
+    case H1_PROXY:
     case H1_HANDSHAKE:
-        return; /* conn_handshake() sets what TLS waits for */
+        return; /* read_proxy() and conn_handshake() set what they wait for */
     case H1_IDLE:
     case H1_HEAD:
         crd = !s->cl_eof;
         break;
     case H1_ROUTE:
     case H1_HOLD:
-        crd = !s->req_done && !s->cl_eof && ib_has_room(s);
+        crd = !s->req_done && !s->cl_eof && ib_can_take(s);
         break;
     case H1_CONNECT:
-        crd = !s->req_done && !s->cl_eof && ib_has_room(s);
+        crd = !s->req_done && !s->cl_eof && ib_can_take(s);
         sk_want(gw.loop, &s->c.sk, crd, false);
         sk_want_raw(gw.loop, &s->up->sk, s->up->connected ? s->up->sk.hs_ev : EV_WRITE);
         return;
     case H1_EXCHANGE:
-        crd = !s->req_done && !s->cl_eof && (ib_has_room(s) || !req_unsent(s));
+        crd = !s->req_done && !s->cl_eof && ib_can_take(s);
         cwr = ob_pending(s) > 0;
         srd = !s->resp_done && (!s->ob || buf_room(s->ob) > 0 || s->ob->head > 0);
         swr = req_unsent(s);
         break;
     case H1_TUNNEL:
-        crd = !s->tunnel_cl_eof && ib_has_room(s);
+        crd = !s->tunnel_cl_eof && (!s->ib || buf_room(s->ib) > 0);
         cwr = ob_pending(s) > 0;
         srd = !s->tunnel_sv_eof && (!s->ob || buf_room(s->ob) > 0);
         swr = s->ib && buf_len(s->ib) > 0;
@@ -290,33 +362,61 @@ static void send_error(struct h1s *s, int status)
 
 /* ---- the outgoing request ---- */
 
+/* Hop-by-hop headers are not forwarded (an upgrade keeps Connection and
+ * Upgrade: the server needs them), nor X-Forwarded-Proto when we set it. */
+static bool dropped(const struct h1s *s, const struct http_hdr *h)
+{
+    bool upgrade = s->req.flags & HF_CONN_UPGRADE;
+    switch (h->kind) {
+    case HH_CONNECTION:
+    case HH_UPGRADE:
+        return !upgrade;
+    case HH_KEEP_ALIVE:
+    case HH_PROXY_CONNECTION:
+    case HH_TE:
+        return true;
+    case HH_X_FORWARDED_PROTO:
+        return s->c.cl->forward_for;
+    default:
+        return false;
+    }
+}
+
+static int add_seg(struct iovec *all, int n, const void *p, size_t len)
+{
+    if (len > 0)
+        all[n++] = (struct iovec){(void *)p, len};
+    return n;
+}
+
 /* Describes the outgoing request from byte SKIP on. */
 static int build_iov(struct h1s *s, struct iovec *iov, size_t skip)
 {
     char *base = buf_rpos(s->ib);
-    int n = 0;
     struct iovec all[MAX_IOV];
+    int n = add_seg(all, 0, s->pp, s->pp_len);
     if (!s->head_gone) {
         uint32_t from = 0;
-        for (int i = 0; i < s->req.nhdrs && n < MAX_IOV - 3; i++) {
+        for (int i = 0; i < s->req.nhdrs; i++) {
             const struct http_hdr *h = &s->req.hdrs[i];
-            bool hop = h->kind == HH_CONNECTION || h->kind == HH_KEEP_ALIVE ||
-                       h->kind == HH_PROXY_CONNECTION || h->kind == HH_TE ||
-                       (h->kind == HH_UPGRADE && !(s->req.flags & HF_CONN_UPGRADE));
-            /* An upgrade needs its Connection header to reach the server. */
-            if (h->kind == HH_CONNECTION && (s->req.flags & HF_CONN_UPGRADE))
-                hop = false;
-            if (!hop)
-                continue;
-            if (h->line > from)
-                all[n++] = (struct iovec){base + from, h->line - from};
-            from = h->line + h->line_len;
+            if (dropped(s, h)) {
+                n = add_seg(all, n, base + from, h->line - from);
+                from = h->line + h->line_len;
+            } else if (i == s->xff_hdr) {
+                uint32_t end = h->val + h->val_len;
+                n = add_seg(all, n, base + from, end - from);
+                n = add_seg(all, n, s->xtra, s->xa_len);
+                from = end;
+            }
         }
-        all[n++] = (struct iovec){base + from, s->req.head_len - from};
+        /* Our header lines go just before the empty line ending the head. */
+        uint32_t last = s->req.head_len - 2;
+        n = add_seg(all, n, base + from, last - from);
+        n = add_seg(all, n, s->xtra + s->xa_len, s->xb_len);
+        n = add_seg(all, n, base + last, 2);
     }
     uint32_t body_from = s->head_gone ? 0 : s->req.head_len;
-    if (s->req_len > body_from)
-        all[n++] = (struct iovec){base + body_from, s->req_len - body_from};
+    n = add_seg(all, n, base + body_from, s->req_len - body_from);
     int out = 0;
     for (int i = 0; i < n; i++) {
         if (skip >= all[i].iov_len) {
@@ -331,7 +431,8 @@ static int build_iov(struct h1s *s, struct iovec *iov, size_t skip)
     return out;
 }
 
-/* Called while req_len == head_len, so the iovecs describe the head only. */
+/* Called while req_len == head_len and before any PROXY header, so the
+ * iovecs describe the head only. */
 static uint32_t outgoing_head_len(struct h1s *s)
 {
     struct iovec iov[MAX_IOV];
@@ -342,6 +443,36 @@ static uint32_t outgoing_head_len(struct h1s *s)
     return total;
 }
 
+/* Prepares what we add: X-Forwarded-For (appended to the client's last one
+ * when there is one), X-Forwarded-Proto, Forwarded (RFC 7239). */
+static void prepare_forwarding(struct h1s *s)
+{
+    const struct conf_listener *cl = s->c.cl;
+    char ip[64];
+    conn_peer_ip(&s->c, ip, sizeof(ip));
+    const char *proto = s->c.tls ? "https" : "http";
+    size_t cap = sizeof(s->xtra), len = 0;
+    if (cl->forward_for) {
+        for (int i = 0; i < s->req.nhdrs; i++)
+            if (s->req.hdrs[i].kind == HH_X_FORWARDED_FOR)
+                s->xff_hdr = (int16_t)i;
+        if (s->xff_hdr >= 0) {
+            bool empty = s->req.hdrs[s->xff_hdr].val_len == 0;
+            len += (size_t)snprintf(s->xtra, cap, "%s%s", empty ? "" : ", ", ip);
+            s->xa_len = (uint8_t)len;
+        } else {
+            len += (size_t)snprintf(s->xtra + len, cap - len, "X-Forwarded-For: %s\r\n", ip);
+        }
+        len += (size_t)snprintf(s->xtra + len, cap - len, "X-Forwarded-Proto: %s\r\n", proto);
+    }
+    if (cl->forwarded) {
+        bool v6 = strchr(ip, ':') != NULL;
+        len += (size_t)snprintf(s->xtra + len, cap - len, "Forwarded: for=%s%s%s%s;proto=%s\r\n",
+                                v6 ? "\"[" : "", ip, v6 ? "]" : "", v6 ? "\"" : "", proto);
+    }
+    s->xb_len = (uint8_t)(len - s->xa_len);
+}
+
 /* Forgets request bytes already written, to make room for more body: the
  * request can no longer be replayed. Only once the head is out. */
 static bool drop_sent_request(struct h1s *s)
@@ -350,10 +481,12 @@ static bool drop_sent_request(struct h1s *s)
     if (s->head_gone) {
         consumed = s->req_sent;
     } else {
-        if (s->req_sent < s->ohl)
+        uint32_t head_out = s->pp_len + s->ohl;
+        if (s->req_sent < head_out)
             return false;
-        consumed = s->req.head_len + (s->req_sent - s->ohl);
+        consumed = s->req.head_len + (s->req_sent - head_out);
         s->head_gone = true;
+        s->pp_len = 0;
     }
     s->ib->head += consumed;
     s->req_len -= consumed;
@@ -361,6 +494,17 @@ static bool drop_sent_request(struct h1s *s)
     s->replay_off = true;
     buf_compact(s->ib);
     return true;
+}
+
+/* Makes room in a full ib: a larger buffer while the request still fits in
+ * the replay limit, else (once the server has them) drop sent bytes. */
+static bool make_room(struct h1s *s)
+{
+    if (!s->replay_off && s->ib->cap < replay_limit(s)) {
+        s->ib = buf_grow(s->ib, MIN(replay_limit(s), (size_t)s->ib->cap * 4));
+        return true;
+    }
+    return s->state == H1_EXCHANGE && drop_sent_request(s);
 }
 
 static bool can_replay(const struct h1s *s)
@@ -391,6 +535,9 @@ static bool flush_request(struct h1s *s)
         s->reached = true;
         s->up->srv->bytes_out += (uint64_t)w;
         counters->bytes_out_total += (uint64_t)w;
+        /* All out: from now on the server has response_timeout to answer. */
+        if (s->req_done && !req_unsent(s) && !s->resp_head)
+            conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->response_timeout);
     }
     return true;
 }
@@ -426,21 +573,47 @@ static void start_exchange(struct h1s *s)
     ev_set_cb(&s->up->sk.io, on_server_io);
     s->up->sk.io.data = s;
     s->up->requests++;
-    conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
     if (!flush_request(s))
         return;
+    if (!s->req_done || req_unsent(s)) /* else flush_request set response_timeout */
+        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
     update_interest(s);
+}
+
+/* With send_proxy a server connection is bound to its client (the header
+ * names the client): kept between this client's requests, never pooled. */
+static struct upc *reuse(struct h1s *s, struct srv *srv)
+{
+    struct upc *u = s->kept;
+    s->kept = NULL;
+    if (u && u->srv == srv)
+        return u;
+    up_close(u);
+    return s->c.cl->send_proxy ? NULL : up_pool_take(srv);
+}
+
+/* The PROXY header opening a new server connection for this client. */
+static void prepare_proxy_header(struct h1s *s)
+{
+    struct net_addr local = {.len = sizeof(local.ss)};
+    s->pp_len = 0;
+    if (getsockname(s->c.sk.fd, (struct sockaddr *)&local.ss, &local.len) == 0)
+        s->pp_len = (uint8_t)pp_build(s->c.cl->send_proxy, &s->c.peer, &local, s->pp,
+                                      sizeof(s->pp));
 }
 
 static void try_server(struct h1s *s, struct srv *srv)
 {
     s->attempts++;
     s->req_sent = 0;
-    s->up = up_pool_take(srv);
+    s->pp_len = 0;
+    s->up = reuse(s, srv);
     if (s->up) {
         start_exchange(s);
         return;
     }
+    if (s->c.cl->send_proxy)
+        prepare_proxy_header(s);
     s->up = up_open(srv);
     if (!s->up) {
         srv_traffic_failed(srv, errno == ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET);
@@ -574,11 +747,19 @@ static void head_complete(struct h1s *s)
         send_error(s, 405);
         return;
     }
+    int ndropped = 0;
+    for (int i = 0; i < s->req.nhdrs; i++)
+        ndropped += dropped(s, &s->req.hdrs[i]);
+    if (ndropped > MAX_DROPPED) {
+        send_error(s, 400);
+        return;
+    }
     http_body_request(&s->reqb, &s->req);
     bool ka = s->req.minor == 1 ? !(s->req.flags & HF_CONN_CLOSE)
                                 : (s->req.flags & HF_CONN_KA) != 0;
     s->keep_client = ka;
     s->req_len = s->req.head_len;
+    prepare_forwarding(s);
     s->ohl = outgoing_head_len(s);
     if (!extract_key(s) || !scan_body(s))
         return;
@@ -619,7 +800,7 @@ static bool parse_head(struct h1s *s)
         return true;
     if (s->state == H1_IDLE) {
         s->state = H1_HEAD;
-        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
+        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->request_timeout);
     }
     struct http_limits lim;
     limits_of(s->c.cl, &lim);
@@ -671,14 +852,29 @@ static bool response_keepalive(const struct h1s *s)
     return (s->resp.flags & HF_CONN_KA) != 0;
 }
 
+/* A kept (private) idle server connection became readable: the server
+ * closed it. */
+static void on_kept_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct h1s *s = w->data;
+    up_close(s->kept);
+    s->kept = NULL;
+}
+
 /* The exchange is over on both sides: recycle what can be, move on. */
 static void exchange_done(struct h1s *s)
 {
-    bool pool = s->keep_server && s->req_done && s->req_sent == out_total(s);
-    if (pool)
+    bool reusable = s->keep_server && s->req_done && s->req_sent == out_total(s);
+    if (reusable && s->c.cl->send_proxy) {
+        s->kept = s->up;
+        ev_set_cb(&s->kept->sk.io, on_kept_io);
+        sk_want(gw.loop, &s->kept->sk, true, false);
+    } else if (reusable) {
         up_pool_give(s->up);
-    else
+    } else {
         up_close(s->up);
+    }
     s->up = NULL;
     buf_put(s->ob);
     s->ob = NULL;
@@ -950,17 +1146,15 @@ static bool read_client(struct h1s *s)
 {
     if (!s->ib)
         s->ib = buf_get();
-    if (buf_room(s->ib) == 0 && s->state == H1_EXCHANGE && !s->req_done) {
-        if (!drop_sent_request(s))
-            return true;
-    }
+    if (buf_room(s->ib) == 0 && s->state > H1_HEAD && !s->req_done && !make_room(s))
+        return true;
     if (buf_room(s->ib) == 0)
         return true;
     ssize_t n = sk_read(&s->c.sk, buf_wpos(s->ib), buf_room(s->ib));
     if (n > 0) {
         s->ib->tail += (uint32_t)n;
         counters->bytes_in_total += (uint64_t)n;
-        if (s->state != H1_HOLD && s->state != H1_ROUTE && s->state != H1_CONNECT)
+        if (s->state == H1_EXCHANGE && !s->req_done)
             conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
         return process_input(s);
     }
@@ -1014,6 +1208,10 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     struct h1s *s = w->data;
+    if (s->state == H1_PROXY) {
+        read_proxy(s);
+        return;
+    }
     if (s->state == H1_HANDSHAKE) {
         int rc = conn_handshake(&s->c);
         if (rc < 0) {
@@ -1090,14 +1288,21 @@ static void on_timeout(struct conn *c)
         send_error(s, 503);
         return;
     case H1_EXCHANGE:
-        if (!s->resp_started) {
-            srv_traffic_failed(s->up->srv, DC_FAIL_TIMEOUT);
-            up_close(s->up);
-            s->up = NULL;
-            send_error(s, 504);
-            return;
+        if (s->resp_head || s->resp_started) {
+            h1_free(s, true);
+        } else if (!s->req_done) {
+            send_error(s, 408); /* the client stopped sending its body */
+        } else {
+            /* No answer in time: another server for a request that may be
+             * replayed, 504 otherwise. */
+            attempt_failed(s, DC_FAIL_TIMEOUT, 504);
         }
-        h1_free(s, true);
+        return;
+    case H1_PROXY:
+        if (ev_now(gw.loop) - s->since >= s->c.cl->handshake_timeout)
+            h1_free(s, true);
+        else
+            read_proxy(s);
         return;
     case H1_HEAD:
         send_error(s, 408);

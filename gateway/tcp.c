@@ -1,6 +1,7 @@
 /* tcp mode.
  *
- * A connection goes [HANDSHAKE (client TLS)] -> ROUTE (affinity lookup) ->
+ * A connection goes [PROXY (header from a balancer)] -> [HANDSHAKE (client
+ * TLS)] -> ROUTE (affinity lookup) ->
  * CONNECT (TCP, then TLS to the server if configured) -> STREAM, or HOLD
  * while no datacenter is healthy. Until the server sends its first byte
  * every byte sent to it stays in c2s (between head and head + c2s_sent), so
@@ -16,6 +17,7 @@
 #include "gateway/conn.h"
 #include "gateway/log.h"
 #include "gateway/lsn.h"
+#include "gateway/pp.h"
 #include "gateway/route.h"
 #include "gateway/stats.h"
 #include "gateway/tls.h"
@@ -25,8 +27,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
-enum tcp_state { TCP_HANDSHAKE, TCP_ROUTE, TCP_HOLD, TCP_CONNECT, TCP_STREAM };
+enum tcp_state { TCP_PROXY, TCP_HANDSHAKE, TCP_ROUTE, TCP_HOLD, TCP_CONNECT, TCP_STREAM };
 
 struct tcpc {
     struct conn c;
@@ -41,6 +44,9 @@ struct tcpc {
     struct upc *up;
     struct buf *c2s, *s2c;
     uint32_t c2s_sent;          /* bytes after c2s->head already sent */
+    uint8_t pp_len, pp_sent;    /* PROXY header opening the server connection */
+    unsigned char pp[PP_BUILD_MAX];
+    ev_tstamp since;            /* accept time: PROXY and TLS share one timeout */
     struct route rt;
     struct aff_req aff;
     char key[AFF_KEY_MAX];
@@ -57,6 +63,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_server_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timeout(struct conn *c);
 static void start_routing(struct tcpc *t);
+static void start_session(struct tcpc *t);
 
 static void tcp_free(struct tcpc *t, bool abort_client)
 {
@@ -129,8 +136,8 @@ static size_t s2c_room(struct tcpc *t, bool make)
 
 static void update_interest(struct tcpc *t)
 {
-    if (t->state == TCP_HANDSHAKE)
-        return; /* conn_handshake() sets what TLS waits for */
+    if (t->state == TCP_HANDSHAKE || t->state == TCP_PROXY)
+        return; /* conn_handshake() and read_proxy() set what they wait for */
     bool crd = !t->cl_eof && c2s_room(t, false) > 0;
     bool cwr = t->s2c && buf_len(t->s2c) > 0;
     sk_want(gw.loop, &t->c.sk, crd, cwr);
@@ -141,7 +148,7 @@ static void update_interest(struct tcpc *t)
         return;
     }
     bool srd = !t->sv_eof && s2c_room(t, false) > 0;
-    bool swr = c2s_unsent(t) > 0;
+    bool swr = c2s_unsent(t) > 0 || t->pp_sent < t->pp_len;
     sk_want(gw.loop, &t->up->sk, srd, swr);
 }
 
@@ -194,6 +201,13 @@ static void try_connect(struct tcpc *t, struct srv *s)
     t->state = TCP_CONNECT;
     t->c2s_sent = 0;
     t->sv_eof = t->sv_shut = false;
+    t->pp_len = t->pp_sent = 0;
+    if (t->c.cl->send_proxy) {
+        struct net_addr local = {.len = sizeof(local.ss)};
+        if (getsockname(t->c.sk.fd, (struct sockaddr *)&local.ss, &local.len) == 0)
+            t->pp_len = (uint8_t)pp_build(t->c.cl->send_proxy, &t->c.peer, &local, t->pp,
+                                          sizeof(t->pp));
+    }
     t->up = up_open(s);
     if (!t->up) {
         int err = errno;
@@ -280,17 +294,48 @@ void tcp_accept(int fd, struct lsn *l, const struct net_addr *peer)
     memset(t, 0, sizeof(*t));
     conn_init(&t->c, fd, l, peer, on_client_io, t, on_timeout);
     nactive++;
-    if (t->c.cl->sess == SESS_CLIENT_IP) {
+    t->since = ev_now(gw.loop);
+    if (t->c.cl->accept_proxy) {
+        if (!conn_proxy_trusted(&t->c)) {
+            tcp_free(t, true);
+            return;
+        }
+        t->state = TCP_PROXY;
+        conn_deadline(&t->c, t->since + t->c.cl->handshake_timeout);
+        sk_want_raw(gw.loop, &t->c.sk, EV_READ);
+        return;
+    }
+    start_session(t);
+}
+
+/* After the PROXY header (if any): the TLS handshake, or routing. */
+static void start_session(struct tcpc *t)
+{
+    if (t->c.cl->sess == SESS_CLIENT_IP) { /* the real client, once PROXY told */
         conn_peer_ip(&t->c, t->key, sizeof(t->key));
         t->keylen = strlen(t->key);
     }
     if (t->c.tls) {
         t->state = TCP_HANDSHAKE;
-        conn_deadline(&t->c, ev_now(gw.loop) + t->c.cl->handshake_timeout);
+        conn_deadline(&t->c, t->since + t->c.cl->handshake_timeout);
         sk_want_raw(gw.loop, &t->c.sk, EV_READ);
         return;
     }
     start_routing(t);
+}
+
+/* See h1.c read_proxy(): a split header is polled again shortly. */
+static void read_proxy(struct tcpc *t)
+{
+    int rc = conn_read_proxy(&t->c);
+    if (rc < 0) {
+        tcp_free(t, true);
+    } else if (rc > 0) {
+        start_session(t);
+    } else {
+        sk_want_raw(gw.loop, &t->c.sk, 0);
+        conn_deadline(&t->c, ev_now(gw.loop) + 0.005);
+    }
 }
 
 /* The client's TLS handshake is done: the SNI may be the session key. */
@@ -317,8 +362,12 @@ static void handshake_done(struct tcpc *t)
 static bool flush_c2s(struct tcpc *t)
 {
     size_t n = c2s_unsent(t);
-    if (n > 0) {
-        ssize_t w = sk_write(&t->up->sk, buf_rpos(t->c2s) + t->c2s_sent, n);
+    size_t pp = (size_t)(t->pp_len - t->pp_sent);
+    if (n > 0 || pp > 0) {
+        /* The PROXY header (if any is left) goes first, in the same write. */
+        struct iovec iov[2] = {{t->pp + t->pp_sent, pp},
+                               {n ? buf_rpos(t->c2s) + t->c2s_sent : NULL, n}};
+        ssize_t w = sk_writev(&t->up->sk, iov + (pp == 0), (pp > 0) + (n > 0));
         if (w == SK_ERROR) {
             if (t->spoke) {
                 tcp_free(t, true);
@@ -328,6 +377,9 @@ static bool flush_c2s(struct tcpc *t)
             return false;
         }
         if (w > 0) {
+            size_t from_pp = MIN((size_t)w, pp);
+            t->pp_sent += (uint8_t)from_pp;
+            w -= (ssize_t)from_pp;
             t->c2s_sent += (uint32_t)w;
             t->up->srv->bytes_out += (uint64_t)w;
             counters->bytes_out_total += (uint64_t)w;
@@ -336,7 +388,7 @@ static bool flush_c2s(struct tcpc *t)
                 drop_sent(t);
         }
     }
-    if (t->cl_eof && !t->sv_shut && c2s_unsent(t) == 0) {
+    if (t->cl_eof && !t->sv_shut && c2s_unsent(t) == 0 && t->pp_sent == t->pp_len) {
         sk_shutdown_wr(&t->up->sk);
         t->sv_shut = true;
     }
@@ -462,6 +514,10 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     struct tcpc *t = w->data;
+    if (t->state == TCP_PROXY) {
+        read_proxy(t);
+        return;
+    }
     if (t->state == TCP_HANDSHAKE) {
         int rc = conn_handshake(&t->c);
         if (rc < 0)
@@ -512,6 +568,12 @@ static void on_timeout(struct conn *c)
     case TCP_HANDSHAKE:
         tls_count_failure();
         tcp_free(t, false);
+        return;
+    case TCP_PROXY:
+        if (ev_now(gw.loop) - t->since >= t->c.cl->handshake_timeout)
+            tcp_free(t, true);
+        else
+            read_proxy(t);
         return;
     default:
         log_debug("tcp: idle timeout on %s", t->c.cl->name);

@@ -10,13 +10,15 @@
  * teardown. A kept connection that the server closed in between is not a
  * failure; the round reconnects. Round-trip times are measured the same way
  * either way: tcp and tls from connect to established, http from request to
- * response. */
+ * response. Servers reached over TLS are checked over TLS, with the same
+ * verification as traffic. */
 #include "healthcheck/hc.h"
 #include "healthcheck/dc.h"
 #include "gateway/http.h"
 #include "gateway/log.h"
 #include "gateway/net.h"
 #include "gateway/sk.h"
+#include "gateway/tls.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -160,6 +162,15 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void start_tls(struct hc *h)
 {
+    if (h->srv->tls) {
+        h->sk.ssl = tls_client_ssl(h->srv->tls, h->srv->cs, h->sk.fd);
+        if (!h->sk.ssl) {
+            finish(h, false, false, "cannot create a TLS session");
+            return;
+        }
+        h->state = HC_TLS;
+        return;
+    }
     if (!tls_ctx) {
         tls_ctx = SSL_CTX_new(TLS_client_method());
         if (!tls_ctx) {
@@ -280,7 +291,10 @@ static void on_connected(struct hc *h, int revents)
         start_tls(h);
         return;
     default:
-        begin_http(h);
+        if (h->srv->tls)
+            start_tls(h);
+        else
+            begin_http(h);
     }
 }
 
@@ -294,10 +308,16 @@ static void step(struct hc *h, int revents)
         return;
     case HC_TLS: {
         int rc = sk_handshake(&h->sk);
-        if (rc == SK_AGAIN)
+        if (rc == SK_AGAIN) {
             sk_want_raw(h->loop, &h->sk, h->sk.hs_ev);
-        else
-            finish(h, rc == 1, false, rc == 1 ? NULL : "TLS handshake failed");
+        } else if (rc != 1) {
+            finish(h, false, false, "TLS handshake failed");
+        } else if (check_of(h)->type == CHECK_TLS) {
+            finish(h, true, false, NULL);
+        } else {
+            begin_http(h); /* an http check over TLS */
+            step(h, 0);
+        }
         return;
     }
     case HC_SEND:
