@@ -17,10 +17,35 @@ EG_BIN = os.environ.get("EG_BIN", os.path.join(ROOT, "build", "edgegate"))
 DCSIM_BIN = os.path.join(ROOT, "build", "dcsim")
 
 
+def _ephemeral_floor():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError):
+        return 32768
+
+
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range: the kernel never gives it to an
+    outgoing connection, so it stays free until the test binds it."""
+    import random
+    hi = _ephemeral_floor()
+    lo = max(1024, hi - 20000)
+    for _ in range(1000):
+        port = random.randrange(lo, hi)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port")
 
 
 def listening(port):
