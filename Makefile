@@ -5,7 +5,7 @@ VERSION := 0.1.0
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DEG_VERSION='"$(VERSION)"' \
-           -I. -fno-strict-aliasing
+           -I. -Ibuild/gen -fno-strict-aliasing
 LDLIBS  := -lev -lssl -lcrypto -lhiredis -lcares -lm
 
 PREFIX  ?= /usr/local
@@ -22,11 +22,16 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
-HDRS := $(wildcard gateway/*.h healthcheck/*.h conf/*.h)
+HDRS := $(wildcard gateway/*.h healthcheck/*.h conf/*.h) $(B)/gen/mon-page.inc
 
 .PHONY: all run test unit e2e fuzz fuzz-smoke asan install deb clean deps-build deps-test
 
 all: $(B)/edgegate $(B)/dcsim
+
+# The stats page is an HTML file, compiled in as a C string.
+$(B)/gen/mon-page.inc: gateway/mon-page.html
+	@mkdir -p $(dir $@)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< > $@
 
 $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -58,7 +63,7 @@ $(B)/asan/edgegate: $(CORE_SRC) gateway/main.c $(HDRS)
 asan: $(B)/asan/edgegate
 
 # libFuzzer targets link the core sources directly, built with clang.
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DEG_VERSION='"$(VERSION)"' -I. \
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DEG_VERSION='"$(VERSION)"' -I. -I$(B)/gen \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 $(B)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(B)/fuzz

@@ -46,6 +46,7 @@ struct conf_dc {
     int priority;
     struct conf_server *servers;
     int nservers;
+    int server_lines;       /* `server` directives, valid or not */
     struct conf_check check;
     int min_servers;        /* up servers needed for the datacenter to be healthy */
     int passive_fall;       /* consecutive traffic failures that mark a server down */
@@ -97,6 +98,7 @@ struct conf_listener {
     uint32_t max_header_size;
     int max_headers;
     size_t replay_buffer;   /* request bytes kept for replay on failover */
+    int max_connections;    /* 0: no limit */
     bool forward_for;       /* X-Forwarded-For and X-Forwarded-Proto */
     bool forwarded;         /* RFC 7239 Forwarded */
     int send_proxy;         /* PROXY protocol version towards servers, 0 = off */
@@ -136,6 +138,7 @@ struct conf {
     char *log_file;
     bool stats_on;
     struct net_addr stats_addr;
+    char *stats_token;          /* bearer token required by the stats endpoint */
     size_t buffer_size;
     double drain_timeout;
     struct conf_dc *dcs;
@@ -143,6 +146,9 @@ struct conf {
     struct conf_listener *lsns;
     int nlsns;
     struct conf_redis redis;
+    int access_log;             /* enum alog_format */
+    char *user;                 /* drop root for this user after binding */
+    char *pid_file;
     size_t affinity_size;       /* in-memory affinity (no redis block) */
     double affinity_ttl;
 };

@@ -114,6 +114,17 @@ static void errs_add(struct conf_errs *e, const char *file, int line, const char
     e->count++;
 }
 
+void conf_errs_log(const struct conf_errs *e)
+{
+    const char *p = e->text;
+    while (p && *p) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        log_err("%.*s", len, p);
+        p = nl ? nl + 1 : p + len;
+    }
+}
+
 void conf_errs_free(struct conf_errs *e)
 {
     free(e->text);
@@ -484,6 +495,44 @@ static int cmd_stats(struct parser *p, struct stmt *st, void **child)
     return EG_OK;
 }
 
+static int get_word(struct parser *p, struct stmt *st, char **out);
+
+static int cmd_stats_token(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    if (st->args[0].len < 8)
+        return bad_value(p, st, 0, "expected a token of at least 8 characters");
+    return get_word(p, st, &p->conf->stats_token);
+}
+
+/* access_log off|on|json: on is key=value */
+static int cmd_access_log(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    static const char *const forms[] = {"off", "on", "json"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(ARG(0), forms[i]) == 0) {
+            p->conf->access_log = i;
+            return EG_OK;
+        }
+    return bad_value(p, st, 0, "expected off, on or json");
+}
+
+static int cmd_user(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    return get_word(p, st, &p->conf->user);
+}
+
+static int cmd_pid(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    if (ARG(0)[0] != '/')
+        return bad_value(p, st, 0, "expected an absolute file path");
+    p->conf->pid_file = ARG(0);
+    return EG_OK;
+}
+
 static int cmd_buffer_size(struct parser *p, struct stmt *st, void **child)
 {
     (void)child;
@@ -540,7 +589,7 @@ static int cmd_dc_end(struct parser *p, struct stmt *st, void **child)
 {
     (void)child;
     struct conf_dc *dc = cur_dc(p, st);
-    if (dc->nservers == 0) {
+    if (dc->server_lines == 0) { /* an invalid one was reported already */
         perr(p, dc->line, "datacenter \"%s\": no \"server\"", dc->name);
         return EG_ERR;
     }
@@ -614,6 +663,7 @@ static int cmd_server(struct parser *p, struct stmt *st, void **child)
     struct conf_dc *dc = cur_dc(p, st);
     char host[256], err[EG_ERRLEN];
     uint16_t port;
+    dc->server_lines++;
     if (net_split_hostport(ARG(0), host, sizeof(host), &port, err, sizeof(err)) != EG_OK) {
         perr(p, st->line, "\"server\": %s", err);
         return EG_ERR;
@@ -932,6 +982,12 @@ static int cmd_max_headers(struct parser *p, struct stmt *st, void **child)
     return get_int(p, st, 0, 1, CONF_MAX_HEADERS, &cur_lsn(p, st)->max_headers);
 }
 
+static int cmd_max_connections(struct parser *p, struct stmt *st, void **child)
+{
+    (void)child;
+    return get_int(p, st, 0, 0, 10000000, &cur_lsn(p, st)->max_connections);
+}
+
 static int cmd_replay_buffer(struct parser *p, struct stmt *st, void **child)
 {
     (void)child;
@@ -1150,6 +1206,10 @@ static const struct cmd cmds[] = {
     {"workers", CTX_MAIN, 1, 1, 0, cmd_workers, NULL},
     {"log", CTX_MAIN, 1, 2, 0, cmd_log, NULL},
     {"stats", CTX_MAIN, 1, 1, 0, cmd_stats, NULL},
+    {"stats_token", CTX_MAIN, 1, 1, 0, cmd_stats_token, NULL},
+    {"access_log", CTX_MAIN, 1, 1, 0, cmd_access_log, NULL},
+    {"user", CTX_MAIN, 1, 1, 0, cmd_user, NULL},
+    {"pid", CTX_MAIN, 1, 1, 0, cmd_pid, NULL},
     {"buffer_size", CTX_MAIN, 1, 1, 0, cmd_buffer_size, NULL},
     {"drain_timeout", CTX_MAIN, 1, 1, 0, cmd_drain_timeout, NULL},
     {"affinity", CTX_MAIN, 2, 4, 0, cmd_affinity, NULL},
@@ -1190,6 +1250,7 @@ static const struct cmd cmds[] = {
     {"max_header_size", CTX_LSN, 1, 1, 0, cmd_max_header_size, NULL},
     {"max_headers", CTX_LSN, 1, 1, 0, cmd_max_headers, NULL},
     {"replay_buffer", CTX_LSN, 1, 1, 0, cmd_replay_buffer, NULL},
+    {"max_connections", CTX_LSN, 1, 1, 0, cmd_max_connections, NULL},
     {"forward_for", CTX_LSN, 1, 1, 0, cmd_forward, NULL},
     {"forwarded", CTX_LSN, 1, 1, 0, cmd_forward, NULL},
     {"send_proxy", CTX_LSN, 1, 1, 0, cmd_send_proxy, NULL},

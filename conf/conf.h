@@ -11,6 +11,8 @@ struct conf *conf_parse(const char *file, const char *buf, size_t len, struct co
 struct conf *conf_load(const char *file, struct conf_errs *errs);
 void conf_free(struct conf *c);
 void conf_errs_free(struct conf_errs *e);
+/* Logs every error of E, one line each. */
+void conf_errs_log(const struct conf_errs *e);
 /* Appends "FILE:LINE: message" to E (for checks made outside the parser). */
 void conf_errs_add(struct conf_errs *e, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

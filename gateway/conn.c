@@ -31,10 +31,12 @@ void conn_init(struct conn *c, int fd, struct lsn *l, const struct net_addr *pee
     sk_init(&c->sk, fd, io_cb, owner);
     c->gen = gen_ref(gw.gen);
     c->cl = &c->gen->conf->lsns[l->cidx];
+    c->lst = c->gen->lst[l->cidx];
+    c->lst->connections_total++;
+    c->lst->connections_active++;
     c->lsn = l;
     lsn_ref(l);
     l->nconns++;
-    l->conns_total++;
     c->peer = *peer;
     ev_timer_init(&c->tm, on_timer, 0, 0);
     c->tm.data = c;
@@ -57,6 +59,8 @@ void conn_done(struct conn *c)
     ev_timer_stop(gw.loop, &c->tm);
     sk_close(gw.loop, &c->sk);
     c->lsn->nconns--;
+    c->lst->connections_active--;
+    lsn_conn_closed(c->lsn);
     lsn_unref(c->lsn);
     gen_unref(c->gen);
     counters->connections_active--;
@@ -104,6 +108,7 @@ bool conn_rebase(struct conn *c)
             gen_unref(c->gen);
             c->gen = gen_ref(gw.gen);
             c->cl = &nc->lsns[i];
+            c->lst = c->gen->lst[i]; /* same name, same row */
             return true;
         }
     return false;

@@ -13,6 +13,7 @@ struct conn {
     struct sk sk;               /* the client */
     struct gen *gen;            /* referenced */
     const struct conf_listener *cl;
+    struct stats_lsn_row *lst;  /* the listener's counters */
     struct lsn *lsn;            /* referenced */
     struct net_addr peer;
     ev_timer tm;

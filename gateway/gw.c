@@ -8,9 +8,13 @@
 #include "gateway/gw.h"
 #include "conf/conf.h"
 #include "gateway/aff.h"
+#include "gateway/buf.h"
+#include "gateway/alog.h"
 #include "gateway/h1.h"
 #include "gateway/log.h"
 #include "gateway/lsn.h"
+#include "gateway/mon.h"
+#include "gateway/priv.h"
 #include "gateway/route.h"
 #include "gateway/stats.h"
 #include "gateway/tls.h"
@@ -18,8 +22,11 @@
 #include "healthcheck/dc.h"
 #include "healthcheck/dns.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct gw gw;
 
@@ -88,8 +95,11 @@ static struct gen *gen_create(struct conf *c, struct gen *prev, struct conf_errs
     g->ndcs = c->ndcs;
     g->dcs = calloc((size_t)c->ndcs, sizeof(*g->dcs));
     g->tls = calloc((size_t)c->nlsns, sizeof(*g->tls));
-    if (!g->dcs || !g->tls)
+    g->lst = calloc((size_t)c->nlsns, sizeof(*g->lst));
+    if (!g->dcs || !g->tls || !g->lst)
         abort();
+    for (int i = 0; i < c->nlsns; i++)
+        g->lst[i] = stats_lsn(c->lsns[i].name);
     bool ok = true;
     for (int i = 0; i < c->nlsns; i++)
         if (c->lsns[i].ncerts && !(g->tls[i] = tls_lsn_create(c, &c->lsns[i], errs, unreadable)))
@@ -135,6 +145,7 @@ void gen_unref(struct gen *g)
     for (int i = 0; i < g->conf->nlsns; i++)
         tls_lsn_free(g->tls[i]);
     free(g->tls);
+    free(g->lst);
     free(g->dcs);
     conf_free(g->conf);
     free(g);
@@ -182,7 +193,7 @@ static void on_dc_change(struct dc *dc)
 
 static void on_server_removed(struct srv *s) { up_pool_drain(s); }
 
-void gw_init(struct ev_loop *loop, const char *conf_file)
+static void gw_init(struct ev_loop *loop, const char *conf_file)
 {
     gw.loop = loop;
     gw.conf_file = conf_file;
@@ -193,26 +204,15 @@ void gw_init(struct ev_loop *loop, const char *conf_file)
     dc_on_server_removed = on_server_removed;
 }
 
-/* ---- reload ---- */
+/* ---- start and reload ---- */
 
-static void log_errors(const struct conf_errs *e)
-{
-    const char *p = e->text;
-    while (p && *p) {
-        const char *nl = strchr(p, '\n');
-        int len = nl ? (int)(nl - p) : (int)strlen(p);
-        log_err("%.*s", len, p);
-        p = nl ? nl + 1 : p + len;
-    }
-}
-
-int gw_start(struct conf *c)
+static int gw_start(struct conf *c)
 {
     struct conf_errs errs = {0};
     bool unreadable = false;
     struct gen *g = gen_create(c, NULL, &errs, &unreadable);
     if (!g) {
-        log_errors(&errs);
+        conf_errs_log(&errs);
         conf_errs_free(&errs);
         return unreadable ? 2 : 1;
     }
@@ -223,7 +223,7 @@ int gw_start(struct conf *c)
         gen_unref(g);
         return 2;
     }
-    if (stats_apply(c, err, sizeof(err)) != EG_OK) {
+    if (mon_apply(c, gw.workers > 1, err, sizeof(err)) != EG_OK) {
         log_err("%s", err);
         lsn_abort();
         gen_retire(g);
@@ -234,6 +234,7 @@ int gw_start(struct conf *c)
     gen_activate(g);
     lsn_commit(g);
     aff_configure(c);
+    alog_format = c->access_log;
     return 0;
 }
 
@@ -243,7 +244,7 @@ void gw_reload(void)
     log_info("reloading %s", gw.conf_file);
     struct conf *c = conf_load(gw.conf_file, &errs);
     if (!c) {
-        log_errors(&errs);
+        conf_errs_log(&errs);
         conf_errs_free(&errs);
         counters->reload_failures_total++;
         log_err("reload failed: still running the previous configuration");
@@ -254,7 +255,7 @@ void gw_reload(void)
     bool unreadable = false;
     struct gen *g = gen_create(c, gw.gen, &errs, &unreadable);
     if (!g) {
-        log_errors(&errs);
+        conf_errs_log(&errs);
         conf_errs_free(&errs);
         counters->reload_failures_total++;
         log_err("reload failed: still running the previous configuration");
@@ -262,7 +263,7 @@ void gw_reload(void)
     }
     char err[EG_ERRLEN * 2];
     bool lsn_ok = lsn_prepare(g, err, sizeof(err)) == EG_OK;
-    if (!lsn_ok || stats_apply(c, err, sizeof(err)) != EG_OK) {
+    if (!lsn_ok || mon_apply(c, gw.workers > 1, err, sizeof(err)) != EG_OK) {
         if (lsn_ok)
             lsn_abort();
         log_err("%s", err);
@@ -279,8 +280,10 @@ void gw_reload(void)
     gen_activate(g);
     gen_unref(old);
     aff_configure(c);
+    alog_format = c->access_log;
     log_level = c->log_level;
-    counters->reloads_total++;
+    if (gw.workers == 1) /* with workers, the master counts reloads */
+        counters->reloads_total++;
     log_info("configuration reloaded (generation %u)", g->id);
     wake_held();
 }
@@ -319,4 +322,77 @@ void gw_drain(void)
     ev_timer_start(gw.loop, &drain_tm);
     ev_timer_init(&drain_poll, on_drain_poll, 0, 0.05);
     ev_timer_again(gw.loop, &drain_poll);
+}
+
+/* ---- the process ---- */
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    switch (w->signum) {
+    case SIGHUP:
+        gw_reload();
+        break;
+    case SIGUSR1:
+        if (log_reopen() != EG_OK)
+            log_err("cannot reopen the log file: %s", strerror(errno));
+        else
+            log_info("log file reopened");
+        break;
+    default:
+        gw_drain();
+    }
+}
+
+int gw_run(struct conf *c, const char *file, int workers, int ready_fd)
+{
+    struct ev_loop *loop = ev_default_loop(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (!loop) {
+        log_err("cannot start the event loop");
+        return 2;
+    }
+    /* Timers (checks, timeouts) may fire up to 2ms late: batching them saves
+     * wakeups when thousands of servers are checked. I/O is not delayed. */
+    ev_set_timeout_collect_interval(loop, 0.002);
+    srandom((unsigned)getpid() ^ (unsigned)(ev_time() * 1000));
+    buf_pool_init(c->buffer_size);
+    gw_init(loop, file);
+    gw.workers = workers;
+    dc_module_init(loop);
+    up_module_init(loop);
+    aff_init(loop);
+    char err[EG_ERRLEN * 2];
+    if (dns_init(loop, err, sizeof(err)) != 0) {
+        log_err("%s", err);
+        return 2;
+    }
+    const char *user = c->user ? strdup(c->user) : NULL; /* c belongs to gw now */
+    int rc = gw_start(c);
+    if (rc != 0)
+        return rc;
+    if (priv_drop(user, err, sizeof(err)) != EG_OK) {
+        log_err("%s", err);
+        return 2;
+    }
+    free((char *)user);
+    if (ready_fd >= 0) {
+        char b = 1;
+        if (write(ready_fd, &b, 1) != 1)
+            log_warn("cannot tell the master this worker is ready");
+        close(ready_fd);
+    }
+    static ev_signal sigs[4];
+    const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    for (int i = 0; i < 4; i++) {
+        ev_signal_init(&sigs[i], on_signal, signums[i]);
+        ev_signal_start(loop, &sigs[i]);
+        ev_unref(loop);
+    }
+    log_attach(loop);
+    if (workers == 1)
+        log_info("edgegate %s started: %d datacenters, %d listeners", EG_VERSION, c->ndcs,
+                 c->nlsns);
+    ev_run(loop, 0);
+    log_detach();
+    return 0;
 }

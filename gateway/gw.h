@@ -13,6 +13,7 @@
 /* A generation lives while it is current or while a connection started
  * under it still runs. */
 struct tls_lsn;
+struct stats_lsn_row;
 
 struct gen {
     int refs;
@@ -21,6 +22,7 @@ struct gen {
     struct dc **dcs;            /* same order as conf->dcs */
     int ndcs;
     struct tls_lsn **tls;       /* per conf listener, NULL without tls */
+    struct stats_lsn_row **lst; /* per conf listener: its counters */
 };
 
 /* A client connection waiting for a healthy datacenter. */
@@ -38,6 +40,7 @@ struct gw {
     struct dlist lsns;          /* struct lsn */
     struct dlist held;          /* struct hold */
     int nheld;
+    int workers;                /* processes serving traffic (1: no master) */
 };
 
 extern struct gw gw;
@@ -52,11 +55,11 @@ void gen_unref(struct gen *g);
 void gw_hold(struct hold *h);
 void gw_unhold(struct hold *h);
 
-void gw_init(struct ev_loop *loop, const char *conf_file);
-/* Builds the first generation and opens its sockets. Returns 0, or the exit
- * code (1: bad configuration, 2: runtime failure) after logging why. Takes
- * ownership of C. */
-int gw_start(struct conf *c);
+/* Runs a gateway process (the only one, or a worker) on configuration C,
+ * read from FILE, until it is stopped. Returns the exit code: 0, 1 (bad
+ * configuration) or 2 (runtime failure at start). READY_FD (>= 0 in a
+ * worker) gets a byte once the sockets are open. Takes ownership of C. */
+int gw_run(struct conf *c, const char *file, int workers, int ready_fd);
 /* SIGHUP: all or nothing. */
 void gw_reload(void);
 /* SIGTERM/SIGINT: stop accepting, let connections finish, then break the

@@ -21,6 +21,7 @@
  * they are written, so an idle keep-alive connection holds none. */
 #include "gateway/h1.h"
 #include "gateway/aff.h"
+#include "gateway/alog.h"
 #include "gateway/buf.h"
 #include "gateway/conn.h"
 #include "gateway/http.h"
@@ -74,6 +75,10 @@ struct h1s {
     struct upc *up;
     struct upc *kept;           /* send_proxy: this client's own idle server connection */
     ev_tstamp since;            /* start of the PROXY read, of the head, of the wait */
+    ev_tstamp req_start;        /* this request's head complete */
+    uint64_t tx_req, tx_resp;   /* request bytes to the server, response bytes out */
+    const char *a_dc;           /* datacenter and server of the last attempt, */
+    char a_srv[64];             /* for the access log */
     uint32_t req_len;           /* bytes of this request in ib, from ib->head */
     uint32_t req_sent;          /* bytes of the outgoing request already written */
     uint32_t ohl;               /* length of the outgoing head */
@@ -88,6 +93,9 @@ struct h1s {
     char key[AFF_KEY_MAX];
     struct dlist link;          /* all sessions, for drain */
     char xtra[192];
+    char a_method[16];          /* method and path kept for the access log */
+    char a_path[256];
+    uint16_t a_path_len;
     unsigned char pp[PP_BUILD_MAX];
     struct http_hdr req_hdrs[HTTP_MAX_HDRS];
     struct http_hdr resp_hdr;
@@ -111,8 +119,12 @@ static bool scan_body(struct h1s *s);
 
 /* ---- lifecycle ---- */
 
+static void request_done(struct h1s *s, int status, const char *end);
+
 static void h1_free(struct h1s *s, bool abort_client)
 {
+    if (s->state >= H1_ROUTE && s->state <= H1_EXCHANGE)
+        request_done(s, 0, abort_client ? "cut" : "client gone");
     if (s->state == H1_ROUTE)
         aff_cancel(&s->aff);
     up_close(s->up);
@@ -147,6 +159,9 @@ static void reset_request(struct h1s *s)
     s->xa_len = s->xb_len = s->pp_len = 0;
     s->xff_hdr = -1;
     s->keylen = 0;
+    s->tx_req = s->tx_resp = 0;
+    s->a_dc = NULL;
+    s->a_path_len = 0;
     http_msg_init(&s->req, false, s->req_hdrs, HTTP_MAX_HDRS);
 }
 
@@ -319,6 +334,29 @@ static const struct {
               "http version not supported\n"},
 };
 
+/* Accounts for a finished request (STATUS 0: cut without a status). */
+static void request_done(struct h1s *s, int status, const char *end)
+{
+    struct stats_lsn_row *l = s->c.lst;
+    double took = ev_now(gw.loop) - s->req_start;
+    l->requests_total++;
+    l->status[status >= 100 && status < 600 ? status / 100 : 0]++;
+    stats_observe(&l->request, took);
+    if (alog_format == ALOG_OFF)
+        return;
+    char client[80];
+    net_addr_str(&s->c.peer, client, sizeof(client));
+    struct alog_rec r = {
+        .client = client, .listener = s->c.cl->name, .mode = "http",
+        .session = s->keylen ? s->key : NULL, .session_len = s->keylen,
+        .dc = s->a_dc, .server = s->a_dc ? s->a_srv : NULL,
+        .method = s->a_method, .path = s->a_path, .path_len = s->a_path_len,
+        .status = status, .bytes_in = s->tx_req, .bytes_out = s->tx_resp, .duration_s = took,
+        .retries = s->attempts > 0 ? s->attempts - 1 : 0, .end = end,
+    };
+    alog_write(&r);
+}
+
 static void count_error(int status)
 {
     counters->client_errors_total++;
@@ -337,6 +375,8 @@ static void count_error(int status)
 static void send_error(struct h1s *s, int status)
 {
     count_error(status);
+    if (s->state >= H1_HEAD)
+        request_done(s, status, "error");
     if (s->state == H1_ROUTE)
         aff_cancel(&s->aff);
     conn_unhold(&s->c);
@@ -532,8 +572,9 @@ static bool flush_request(struct h1s *s)
     }
     if (w > 0) {
         s->req_sent += (uint32_t)w;
+        s->tx_req += (uint64_t)w;
         s->reached = true;
-        s->up->srv->bytes_out += (uint64_t)w;
+        s->up->srv->st->bytes_out += (uint64_t)w;
         counters->bytes_out_total += (uint64_t)w;
         /* All out: from now on the server has response_timeout to answer. */
         if (s->req_done && !req_unsent(s) && !s->resp_head)
@@ -605,6 +646,10 @@ static void prepare_proxy_header(struct h1s *s)
 static void try_server(struct h1s *s, struct srv *srv)
 {
     s->attempts++;
+    if (alog_format != ALOG_OFF) {
+        s->a_dc = srv->dc->name; /* lives as long as our generation */
+        memcpy(s->a_srv, srv->name, sizeof(s->a_srv));
+    }
     s->req_sent = 0;
     s->pp_len = 0;
     s->up = reuse(s, srv);
@@ -672,7 +717,7 @@ static void route_to(struct h1s *s, struct dc *dc)
         no_server(s);
         return;
     }
-    s->rt.dc->requests_total++;
+    s->rt.dc->st->requests_total++;
     try_server(s, srv);
 }
 
@@ -739,9 +784,23 @@ static bool extract_key(struct h1s *s)
     return true;
 }
 
+/* Keeps what the access log needs of the head: it may be gone (streamed
+ * bodies) by the time the request ends. */
+static void keep_for_log(struct h1s *s)
+{
+    const char *base = buf_rpos(s->ib);
+    size_t ml = MIN((size_t)s->req.method_len, sizeof(s->a_method) - 1);
+    memcpy(s->a_method, base, ml);
+    s->a_method[ml] = '\0';
+    s->a_path_len = (uint16_t)MIN((size_t)s->req.target_len, sizeof(s->a_path));
+    memcpy(s->a_path, base + s->req.target, s->a_path_len);
+}
+
 static void head_complete(struct h1s *s)
 {
     counters->requests_total++;
+    if (alog_format != ALOG_OFF)
+        keep_for_log(s);
     s->method = s->req.method;
     if (s->method == HTTP_CONNECT) {
         send_error(s, 405);
@@ -800,7 +859,8 @@ static bool parse_head(struct h1s *s)
         return true;
     if (s->state == H1_IDLE) {
         s->state = H1_HEAD;
-        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->request_timeout);
+        s->req_start = ev_now(gw.loop);
+        conn_deadline(&s->c, s->req_start + s->c.cl->request_timeout);
     }
     struct http_limits lim;
     limits_of(s->c.cl, &lim);
@@ -865,6 +925,7 @@ static void on_kept_io(struct ev_loop *loop, ev_io *w, int revents)
 /* The exchange is over on both sides: recycle what can be, move on. */
 static void exchange_done(struct h1s *s)
 {
+    request_done(s, s->resp.status, "ok");
     bool reusable = s->keep_server && s->req_done && s->req_sent == out_total(s);
     if (reusable && s->c.cl->send_proxy) {
         s->kept = s->up;
@@ -982,6 +1043,7 @@ static bool flush_response(struct h1s *s)
         }
         if (w > 0) {
             s->ob->head += (uint32_t)w;
+            s->tx_resp += (uint64_t)w;
             s->resp_started = true;
         }
     }
@@ -1030,7 +1092,7 @@ static bool read_response(struct h1s *s)
         return true;
     if (n > 0) {
         s->ob->tail += (uint32_t)n;
-        s->up->srv->bytes_in += (uint64_t)n;
+        s->up->srv->st->bytes_in += (uint64_t)n;
         conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
         if (!scan_response(s))
             return false;
@@ -1055,6 +1117,7 @@ static bool read_response(struct h1s *s)
 
 static void enter_tunnel(struct h1s *s)
 {
+    request_done(s, 101, "upgrade");
     s->state = H1_TUNNEL;
     s->tunnel_cl_eof = s->cl_eof;
     s->tunnel_sv_eof = false;

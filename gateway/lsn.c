@@ -2,6 +2,7 @@
 #include "gateway/lsn.h"
 #include "gateway/h1.h"
 #include "gateway/log.h"
+#include "gateway/stats.h"
 #include "gateway/tcp.h"
 
 #include <errno.h>
@@ -20,11 +21,57 @@ static ev_timer retry_tm;                            /* out of descriptors: paus
 
 static void accept_pause(struct ev_loop *loop);
 
+/* Connections of listener NAME, over all its addresses. */
+static int listener_conns(const char *name)
+{
+    int n = 0;
+    for (struct dlist *d = gw.lsns.next; d != &gw.lsns; d = d->next) {
+        struct lsn *l = container_of(d, struct lsn, link);
+        if (strcmp(l->name, name) == 0)
+            n += l->nconns;
+    }
+    return n;
+}
+
+/* At max_connections a listener stops accepting: new clients wait in the
+ * kernel's accept queue (not refused) until a connection ends. */
+static void set_paused(const char *name, bool paused)
+{
+    for (struct dlist *d = gw.lsns.next; d != &gw.lsns; d = d->next) {
+        struct lsn *l = container_of(d, struct lsn, link);
+        if (strcmp(l->name, name) != 0 || l->closed || l->paused == paused)
+            continue;
+        l->paused = paused;
+        if (paused)
+            ev_io_stop(gw.loop, &l->io);
+        else
+            ev_io_start(gw.loop, &l->io);
+    }
+}
+
+static bool at_limit(const struct lsn *l)
+{
+    int max = gw.gen->conf->lsns[l->cidx].max_connections;
+    return max > 0 && listener_conns(l->name) >= max;
+}
+
+void lsn_conn_closed(struct lsn *l)
+{
+    if (l->paused && !at_limit(l))
+        set_paused(l->name, false);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     struct lsn *l = w->data;
     for (int i = 0; i < ACCEPT_BATCH && !l->closed; i++) {
+        if (at_limit(l)) {
+            counters->max_connections_hits_total++;
+            log_warn("listener %s: max_connections reached, new clients wait", l->name);
+            set_paused(l->name, true);
+            return;
+        }
         struct net_addr peer;
         peer.len = sizeof(peer.ss);
         int fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
@@ -51,7 +98,7 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
     (void)w, (void)revents;
     for (struct dlist *n = gw.lsns.next; n != &gw.lsns; n = n->next) {
         struct lsn *l = container_of(n, struct lsn, link);
-        if (!l->closed)
+        if (!l->closed && !l->paused)
             ev_io_start(loop, &l->io);
     }
 }
@@ -95,7 +142,7 @@ int lsn_prepare(struct gen *g, char *err, size_t errlen)
             if (find_live(addr))
                 continue;
             char e[EG_ERRLEN];
-            int fd = net_listen(addr, 4096, false, e, sizeof(e));
+            int fd = net_listen(addr, 4096, gw.workers > 1, e, sizeof(e));
             if (fd < 0) {
                 snprintf(err, errlen, "%s:%d: listener \"%s\": %s", c->file,
                          c->lsns[i].listens[a].line, c->lsns[i].name, e);

@@ -15,8 +15,8 @@ struct lsn {
     int cidx;                   /* its index in gw.gen->conf->lsns */
     bool closed;
     bool keep;                  /* reload bookkeeping */
+    bool paused;                /* at max_connections: not accepting */
     int nconns;
-    uint64_t conns_total;
 };
 
 /* Opens the sockets of G's listeners that are not open yet. On failure
@@ -30,6 +30,8 @@ void lsn_commit(struct gen *g);
 /* Stops accepting everywhere (drain). */
 void lsn_close_all(void);
 void lsn_unref(struct lsn *l);
+/* A connection of L ended: accepting resumes when L was at its limit. */
+void lsn_conn_closed(struct lsn *l);
 static inline void lsn_ref(struct lsn *l) { l->refs++; }
 
 #endif

@@ -1,14 +1,11 @@
-/* edgegate: command line, process setup, signals. */
+/* edgegate: command line, daemon, and the choice between one process and a
+ * master with workers. */
 #include "conf/conf.h"
-#include "gateway/aff.h"
-#include "gateway/buf.h"
 #include "gateway/gw.h"
 #include "gateway/log.h"
+#include "gateway/master.h"
 #include "gateway/stats.h"
 #include "gateway/tls.h"
-#include "gateway/up.h"
-#include "healthcheck/dc.h"
-#include "healthcheck/dns.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,24 +29,6 @@ static void usage(FILE *f)
                "  -f        stay in the foreground, log to stderr\n"
                "  -v        print the version and exit\n"
                "  -h        print this help and exit\n");
-}
-
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
-{
-    (void)loop, (void)revents;
-    switch (w->signum) {
-    case SIGHUP:
-        gw_reload();
-        break;
-    case SIGUSR1:
-        if (log_reopen() != EG_OK)
-            log_err("cannot reopen the log file: %s", strerror(errno));
-        else
-            log_info("log file reopened");
-        break;
-    default:
-        gw_drain();
-    }
 }
 
 /* Enough descriptors for every connection's two sockets; the soft limit is
@@ -93,6 +72,31 @@ static struct conf *load(const char *file)
     return c;
 }
 
+/* -t: the configuration, certificates included. */
+static int test_conf(struct conf *c)
+{
+    struct conf_errs errs = {0};
+    bool unreadable = false;
+    int rc = tls_check_conf(c, &errs, &unreadable);
+    fputs(errs.text ? errs.text : "", stderr);
+    conf_errs_free(&errs);
+    conf_free(c);
+    if (rc != EG_OK)
+        return EXIT_CONF;
+    printf("configuration ok\n");
+    return 0;
+}
+
+static int write_pid(const char *file)
+{
+    FILE *f = fopen(file, "w");
+    if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "edgegate: cannot write the pid file %s: %s\n", file, strerror(errno));
+        return EG_ERR;
+    }
+    return EG_OK;
+}
+
 int main(int argc, char **argv)
 {
     const char *file = DEFAULT_CONF;
@@ -113,7 +117,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_CONF;
     }
-    char err[EG_ERRLEN * 2];
+    char err[EG_ERRLEN];
     if (tls_init(err, sizeof(err)) != EG_OK) {
         fprintf(stderr, "edgegate: %s\n", err);
         return EXIT_RUNTIME;
@@ -121,19 +125,8 @@ int main(int argc, char **argv)
     struct conf *c = load(file);
     if (!c)
         return EXIT_CONF;
-    if (test) {
-        /* Certificates are part of the configuration: load them too. */
-        struct conf_errs errs = {0};
-        bool unreadable = false;
-        int rc = tls_check_conf(c, &errs, &unreadable);
-        fputs(errs.text ? errs.text : "", stderr);
-        conf_errs_free(&errs);
-        conf_free(c);
-        if (rc != EG_OK)
-            return EXIT_CONF;
-        printf("configuration ok\n");
-        return 0;
-    }
+    if (test)
+        return test_conf(c);
 
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
@@ -146,39 +139,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgegate: cannot become a daemon: %s\n", strerror(errno));
         return EXIT_RUNTIME;
     }
-    struct ev_loop *loop = ev_default_loop(EVBACKEND_EPOLL | EVFLAG_NOENV);
-    if (!loop) {
-        fprintf(stderr, "edgegate: cannot start the event loop\n");
+    char *pid_file = c->pid_file ? strdup(c->pid_file) : NULL;
+    if (pid_file && write_pid(pid_file) != EG_OK)
         return EXIT_RUNTIME;
+    int workers = c->workers ? c->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int rc;
+    if (workers > 1) {
+        rc = master_run(c, file, workers);
+    } else {
+        stats_init(1);
+        rc = gw_run(c, file, 1, -1);
     }
-    /* Timers (checks, timeouts) may fire up to 2ms late: batching them saves
-     * wakeups when thousands of servers are checked. I/O is not delayed. */
-    ev_set_timeout_collect_interval(loop, 0.002);
-    srandom((unsigned)getpid() ^ (unsigned)ev_time());
-    buf_pool_init(c->buffer_size);
-    gw_init(loop, file);
-    dc_module_init(loop);
-    up_module_init(loop);
-    aff_init(loop);
-    if (dns_init(loop, err, sizeof(err)) != 0) {
-        log_err("%s", err);
-        return EXIT_RUNTIME;
-    }
-    int rc = gw_start(c);
-    if (rc != 0)
-        return rc;
-    static ev_signal sigs[4];
-    const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
-    for (int i = 0; i < 4; i++) {
-        ev_signal_init(&sigs[i], on_signal, signums[i]);
-        ev_signal_start(loop, &sigs[i]);
-        ev_unref(loop);
-    }
-    log_attach(loop);
-    log_info("edgegate %s started: %d datacenters, %d listeners", EG_VERSION, c->ndcs,
-             c->nlsns);
-    ev_run(loop, 0);
-    log_info("edgegate stopped");
-    log_detach();
-    return 0;
+    if (pid_file)
+        unlink(pid_file);
+    free(pid_file);
+    if (rc == 0)
+        log_info("edgegate stopped");
+    log_flush();
+    return rc;
 }

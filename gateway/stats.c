@@ -1,280 +1,238 @@
-/* The stats endpoint: a small HTTP server on its own socket, answering one
- * request per connection. Pages are built fresh for each request; this is
- * not the data path, so clarity beats speed here. */
+/* Counter slots. Slot 0 belongs to the first process (the only one, or the
+ * master); workers get the others. Totals of workers that died are kept in
+ * `retired`, so that counters never go backwards when one is replaced. */
 #include "gateway/stats.h"
-#include "gateway/aff.h"
-#include "gateway/buf.h"
-#include "gateway/gw.h"
-#include "gateway/http.h"
-#include "gateway/log.h"
-#include "gateway/rds.h"
-#include "gateway/sbuf.h"
-#include "gateway/sk.h"
-#include "healthcheck/dc.h"
+#include "gateway/util.h"
 
-#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-static struct stats_counters own_counters;
-struct stats_counters *counters = &own_counters;
+const double stats_le[STATS_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
-/* Stats connections read into their own small buffer, not the pool's, so
- * that buffers_in_use shows the data path alone. */
-struct sconn {
-    struct sk sk;
-    char in[8192];
-    size_t inlen;
-    struct sbuf out;
-    size_t sent;
-    ev_timer tm;
-    struct http_msg req;
-    struct http_hdr hdrs[64];
+struct stats_area {
+    int nslots;
+    struct stats_slot retired;
+    struct stats_slot slot[];
 };
 
-static int lfd = -1;
-static ev_io lio;
-static struct net_addr laddr;
+static struct stats_area *area;
+static struct stats_slot *me;
+struct stats_counters *counters;
 
-/* ---- pages ---- */
+/* Rows a full table cannot hold are counted here and never shown. */
+static struct stats_lsn_row lsn_overflow;
+static struct stats_dc_row dc_overflow;
+static struct stats_srv_row srv_overflow;
 
-static void json_rtt(struct sbuf *b, double ms)
+void stats_init(int nslots)
 {
-    if (ms < 0)
-        sbuf_printf(b, "null");
-    else
-        sbuf_printf(b, "%.3f", ms);
-}
-
-static void json_server(struct sbuf *b, const struct srv *s)
-{
-    sbuf_printf(b, "{\"address\": \"");
-    sbuf_json_str(b, s->name);
-    sbuf_printf(b, "\", \"up\": %s, \"reason\": \"%s\", \"rtt_ms\": ", s->up ? "true" : "false",
-                srv_reason_name(s->reason));
-    json_rtt(b, s->rtt_ms);
-    sbuf_printf(b,
-                ", \"weight\": %d, \"connections_active\": %d, \"connections_total\": %lu, "
-                "\"failures_total\": %lu, \"idle_pooled\": %d, \"bytes_in\": %lu, "
-                "\"bytes_out\": %lu}",
-                s->weight, s->conns_active, (unsigned long)s->conns_total,
-                (unsigned long)s->fails_total, s->nidle, (unsigned long)s->bytes_in,
-                (unsigned long)s->bytes_out);
-}
-
-static void json_dc(struct sbuf *b, const struct dc *dc, ev_tstamp now)
-{
-    sbuf_printf(b, "{\"name\": \"");
-    sbuf_json_str(b, dc->name);
-    sbuf_printf(b, "\", \"healthy\": %s, \"priority\": %d, \"rtt_ms\": ",
-                dc->healthy ? "true" : "false", dc->cd->priority);
-    json_rtt(b, dc->rtt_ms);
-    sbuf_printf(b,
-                ", \"nearest\": %s, \"servers_up\": %d, \"min_servers\": %d, "
-                "\"transitions_total\": %lu, \"since_s\": %.0f, \"sessions_total\": %lu, "
-                "\"requests_total\": %lu, \"servers\": [",
-                dc->leader ? "true" : "false", dc->nup, dc->cd->min_servers,
-                (unsigned long)dc->transitions, now - dc->changed_at,
-                (unsigned long)dc->sessions_total, (unsigned long)dc->requests_total);
-    for (int i = 0; i < dc->nsrvs; i++) {
-        if (i)
-            sbuf_add(b, ", ", 2);
-        json_server(b, dc->srvs[i]);
+    size_t size = sizeof(*area) + sizeof(struct stats_slot) * (size_t)nslots;
+    area = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED) {
+        fprintf(stderr, "edgegate: cannot map %zu bytes for counters\n", size);
+        abort();
     }
-    sbuf_printf(b, "]}");
+    area->nslots = nslots;
+    stats_use_slot(0);
 }
 
-#define COUNTER(name) {#name, offsetof(struct stats_counters, name)}
-
-static const struct {
-    const char *name;
-    size_t off;
-} counter_fields[] = {
-    COUNTER(connections_total), COUNTER(connections_active), COUNTER(requests_total),
-    COUNTER(retries_total), COUNTER(failovers_total), COUNTER(client_errors_total),
-    COUNTER(reloads_total), COUNTER(reload_failures_total), COUNTER(affinity_hits_total),
-    COUNTER(affinity_misses_total), COUNTER(affinity_cache_hits_total),
-    COUNTER(failbacks_total), COUNTER(bad_session_keys_total), COUNTER(held_total),
-    COUNTER(hold_timeouts_total), COUNTER(http_400_total), COUNTER(http_502_total),
-    COUNTER(http_503_total), COUNTER(http_504_total), COUNTER(bytes_in_total),
-    COUNTER(bytes_out_total),
-};
-
-static uint64_t counter_value(size_t off)
+void stats_use_slot(int i)
 {
-    return *(const uint64_t *)((const char *)counters + off);
+    me = &area->slot[i];
+    memset(me, 0, sizeof(*me));
+    me->pid = getpid();
+    counters = &me->c;
 }
 
-void stats_json(struct sbuf *b)
+/* ---- rows ---- */
+
+static void add_hist(struct stats_hist *d, const struct stats_hist *s)
 {
-    ev_tstamp now = ev_time();
-    sbuf_printf(b, "{\"version\": \"%s\", \"uptime_s\": %.0f, \"pid\": %d, \"draining\": %s, ",
-                EG_VERSION, now - gw.started, (int)getpid(), gw.draining ? "true" : "false");
-    sbuf_printf(b, "\"generation\": %u, \"datacenters\": [", gw.gen->id);
-    for (int i = 0; i < gw.gen->ndcs; i++) {
-        if (i)
-            sbuf_add(b, ", ", 2);
-        json_dc(b, gw.gen->dcs[i], ev_now(gw.loop));
-    }
-    struct rds_status rs;
-    rds_status(&rs);
-    sbuf_printf(b,
-                "], \"redis\": {\"configured\": %s, \"connected\": %s, \"degraded_s\": %.1f, "
-                "\"server\": \"%s\", \"commands_total\": %lu, \"timeouts_total\": %lu, "
-                "\"errors_total\": %lu, \"reconnects_total\": %lu}, "
-                "\"affinity\": {\"entries\": %lu}, \"counters\": {",
-                rs.configured ? "true" : "false", rs.connected ? "true" : "false", rs.degraded_s,
-                rs.server, rs.commands, rs.timeouts, rs.errors, rs.reconnects,
-                (unsigned long)aff_count());
-    for (size_t i = 0; i < ARRAY_LEN(counter_fields); i++)
-        sbuf_printf(b, "%s\"%s\": %lu", i ? ", " : "", counter_fields[i].name,
-                    (unsigned long)counter_value(counter_fields[i].off));
-    sbuf_printf(b, ", \"held_now\": %d, \"buffers_in_use\": %lu}}\n", gw.nheld,
-                (unsigned long)buf_in_use());
+    for (int i = 0; i <= STATS_BUCKETS; i++)
+        d->count[i] += s->count[i];
+    d->sum += s->sum;
 }
 
-/* ---- connections ---- */
-
-static void sconn_free(struct sconn *c)
+static void add_counters(struct stats_counters *d, const struct stats_counters *s)
 {
-    ev_timer_stop(gw.loop, &c->tm);
-    sk_close(gw.loop, &c->sk);
-    sbuf_free(&c->out);
-    free(c);
+    uint64_t *dp = (uint64_t *)d;
+    const uint64_t *sp = (const uint64_t *)s;
+    for (size_t i = 0; i < sizeof(*d) / sizeof(uint64_t); i++)
+        dp[i] += sp[i];
 }
 
-static void respond(struct sconn *c, int status, const char *type, struct sbuf *body)
+static void add_lsn(struct stats_lsn_row *d, const struct stats_lsn_row *s)
 {
-    const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found"
-                         : status == 503 ? "Service Unavailable" : "Bad Request";
-    sbuf_printf(&c->out,
-                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                status, reason, type, body->len);
-    if (c->req.method != HTTP_HEAD)
-        sbuf_add(&c->out, body->s ? body->s : "", body->len);
-    sbuf_free(body);
+    d->connections_active += s->connections_active;
+    d->connections_total += s->connections_total;
+    d->requests_total += s->requests_total;
+    for (int i = 0; i < 6; i++)
+        d->status[i] += s->status[i];
+    add_hist(&d->request, &s->request);
 }
 
-static void route(struct sconn *c)
+static void add_dc(struct stats_dc_row *d, const struct stats_dc_row *s)
 {
-    struct sbuf body = {0};
-    const char *t = c->in + c->req.target;
-    size_t tl = c->req.target_len;
-    const char *q = memchr(t, '?', tl);
-    if (q)
-        tl = (size_t)(q - t);
-#define PATH_IS(p) (tl == strlen(p) && memcmp(t, p, tl) == 0)
-    if (c->req.method != HTTP_GET && c->req.method != HTTP_HEAD) {
-        sbuf_printf(&body, "only GET\n");
-        respond(c, 400, "text/plain", &body);
-    } else if (PATH_IS("/stats")) {
-        stats_json(&body);
-        respond(c, 200, "application/json", &body);
-    } else if (PATH_IS("/healthz")) {
-        sbuf_printf(&body, gw.draining ? "draining\n" : "ok\n");
-        respond(c, gw.draining ? 503 : 200, "text/plain", &body);
-    } else {
-        sbuf_printf(&body, "not found\n");
-        respond(c, 404, "text/plain", &body);
-    }
-#undef PATH_IS
+    d->sessions_total += s->sessions_total;
+    d->requests_total += s->requests_total;
 }
 
-static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
+static void add_srv(struct stats_srv_row *d, const struct stats_srv_row *s)
 {
-    (void)loop;
-    struct sconn *c = w->data;
-    bool rd, wr;
-    sk_ready(&c->sk, revents, &rd, &wr);
-    if (rd && c->out.len == 0) {
-        ssize_t n = sk_read(&c->sk, c->in + c->inlen, sizeof(c->in) - c->inlen);
-        if (n == 0 || n == SK_ERROR) {
-            sconn_free(c);
-            return;
-        }
-        if (n > 0) {
-            c->inlen += (size_t)n;
-            struct http_limits lim = {.max_line = 4096, .max_head = 8192, .max_headers = 64};
-            int rc = http_parse(&c->req, c->in, c->inlen, &lim);
-            if (rc == HTTP_ERROR || (rc == HTTP_AGAIN && c->inlen == sizeof(c->in))) {
-                sconn_free(c);
-                return;
-            }
-            if (rc == HTTP_DONE)
-                route(c);
+    d->connections_active += s->connections_active;
+    d->connections_total += s->connections_total;
+    d->failures_total += s->failures_total;
+    d->bytes_in += s->bytes_in;
+    d->bytes_out += s->bytes_out;
+    add_hist(&d->connect, &s->connect);
+}
+
+/* Other processes read the tables while their owner appends to them: a
+ * row is counted only once it is filled in. */
+static int published(const int *n) { return __atomic_load_n(n, __ATOMIC_ACQUIRE); }
+static void publish(int *n) { __atomic_store_n(n, *n + 1, __ATOMIC_RELEASE); }
+
+static struct stats_lsn_row *find_lsn(struct stats_slot *sl, const char *name, bool create)
+{
+    for (int i = 0, n = published(&sl->nlsn); i < n; i++)
+        if (strcmp(sl->lsn[i].name, name) == 0)
+            return &sl->lsn[i];
+    if (!create || sl->nlsn == STATS_MAX_LSN)
+        return NULL;
+    struct stats_lsn_row *r = &sl->lsn[sl->nlsn];
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    publish(&sl->nlsn);
+    return r;
+}
+
+static struct stats_dc_row *find_dc(struct stats_slot *sl, const char *name, bool create)
+{
+    for (int i = 0, n = published(&sl->ndc); i < n; i++)
+        if (strcmp(sl->dc[i].name, name) == 0)
+            return &sl->dc[i];
+    if (!create || sl->ndc == STATS_MAX_DC)
+        return NULL;
+    struct stats_dc_row *r = &sl->dc[sl->ndc];
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    publish(&sl->ndc);
+    return r;
+}
+
+static struct stats_srv_row *find_srv(struct stats_slot *sl, const char *dc, const char *addr,
+                                      bool create)
+{
+    for (int i = 0, n = published(&sl->nsrv); i < n; i++)
+        if (strcmp(sl->srv[i].dc, dc) == 0 && strcmp(sl->srv[i].addr, addr) == 0)
+            return &sl->srv[i];
+    if (!create || sl->nsrv == STATS_MAX_SRV)
+        return NULL;
+    struct stats_srv_row *r = &sl->srv[sl->nsrv];
+    snprintf(r->dc, sizeof(r->dc), "%s", dc);
+    snprintf(r->addr, sizeof(r->addr), "%s", addr);
+    publish(&sl->nsrv);
+    return r;
+}
+
+struct stats_lsn_row *stats_lsn(const char *name)
+{
+    struct stats_lsn_row *r = find_lsn(me, name, true);
+    return r ? r : &lsn_overflow;
+}
+
+struct stats_dc_row *stats_dc(const char *name)
+{
+    struct stats_dc_row *r = find_dc(me, name, true);
+    return r ? r : &dc_overflow;
+}
+
+struct stats_srv_row *stats_srv(const char *dc, const char *addr)
+{
+    struct stats_srv_row *r = find_srv(me, dc, addr, true);
+    return r ? r : &srv_overflow;
+}
+
+void stats_observe(struct stats_hist *h, double seconds)
+{
+    int i = 0;
+    while (i < STATS_BUCKETS && seconds > stats_le[i])
+        i++;
+    h->count[i]++;
+    h->sum += seconds;
+}
+
+void stats_retire_slot(int i)
+{
+    struct stats_slot *s = &area->slot[i], *r = &area->retired;
+    uint64_t active = s->c.connections_active;
+    add_counters(&r->c, &s->c);
+    r->c.connections_active -= active; /* its connections are gone */
+    for (int k = 0; k < s->nlsn; k++) {
+        struct stats_lsn_row *d = find_lsn(r, s->lsn[k].name, true);
+        if (d) {
+            add_lsn(d, &s->lsn[k]);
+            d->connections_active -= s->lsn[k].connections_active;
         }
     }
-    if (c->out.len > c->sent) {
-        ssize_t n = sk_write(&c->sk, c->out.s + c->sent, c->out.len - c->sent);
-        if (n == SK_ERROR) {
-            sconn_free(c);
-            return;
+    for (int k = 0; k < s->ndc; k++) {
+        struct stats_dc_row *d = find_dc(r, s->dc[k].name, true);
+        if (d)
+            add_dc(d, &s->dc[k]);
+    }
+    for (int k = 0; k < s->nsrv; k++) {
+        struct stats_srv_row *d = find_srv(r, s->srv[k].dc, s->srv[k].addr, true);
+        if (d) {
+            add_srv(d, &s->srv[k]);
+            d->connections_active -= s->srv[k].connections_active;
         }
-        if (n > 0)
-            c->sent += (size_t)n;
-        if (c->sent == c->out.len) {
-            sconn_free(c);
-            return;
-        }
     }
-    sk_want(gw.loop, &c->sk, c->out.len == 0, c->out.len > c->sent);
+    memset(s, 0, sizeof(*s));
 }
 
-static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+/* ---- sums ---- */
+
+#define EACH_SLOT(sl)                                                                     \
+    for (struct stats_slot *sl = &area->retired; sl;                                      \
+         sl = sl == &area->retired ? &area->slot[0]                                       \
+              : sl + 1 < area->slot + area->nslots ? sl + 1 : NULL)
+
+void stats_sum_counters(struct stats_counters *out)
 {
-    (void)loop, (void)revents;
-    sconn_free(w->data);
+    memset(out, 0, sizeof(*out));
+    EACH_SLOT(sl)
+        add_counters(out, &sl->c);
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+void stats_sum_lsn(const char *name, struct stats_lsn_row *out)
 {
-    (void)w, (void)revents;
-    for (int i = 0; i < 16; i++) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return;
-        struct sconn *c = calloc(1, sizeof(*c));
-        if (!c)
-            abort();
-        sk_init(&c->sk, fd, on_conn_io, c);
-        http_msg_init(&c->req, false, c->hdrs, ARRAY_LEN(c->hdrs));
-        ev_timer_init(&c->tm, on_conn_timeout, 10, 0);
-        c->tm.data = c;
-        ev_timer_start(loop, &c->tm);
-        sk_want(loop, &c->sk, true, false);
+    memset(out, 0, sizeof(*out));
+    EACH_SLOT(sl) {
+        const struct stats_lsn_row *r = find_lsn(sl, name, false);
+        if (r)
+            add_lsn(out, r);
     }
 }
 
-static void stats_close(void)
+void stats_sum_dc(const char *name, struct stats_dc_row *out)
 {
-    if (lfd < 0)
-        return;
-    ev_io_stop(gw.loop, &lio);
-    close(lfd);
-    lfd = -1;
+    memset(out, 0, sizeof(*out));
+    EACH_SLOT(sl) {
+        const struct stats_dc_row *r = find_dc(sl, name, false);
+        if (r)
+            add_dc(out, r);
+    }
 }
 
-int stats_apply(const struct conf *c, char *err, size_t errlen)
+void stats_sum_srv(const char *dc, const char *addr, struct stats_srv_row *out)
 {
-    if (!c->stats_on) {
-        stats_close();
-        return EG_OK;
+    memset(out, 0, sizeof(*out));
+    EACH_SLOT(sl) {
+        const struct stats_srv_row *r = find_srv(sl, dc, addr, false);
+        if (r)
+            add_srv(out, r);
     }
-    if (lfd >= 0 && net_addr_equal(&laddr, &c->stats_addr))
-        return EG_OK;
-    char e[EG_ERRLEN];
-    int fd = net_listen(&c->stats_addr, 128, false, e, sizeof(e));
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: stats: %s", c->file, e);
-        return EG_ERR;
-    }
-    stats_close();
-    lfd = fd;
-    laddr = c->stats_addr;
-    ev_io_init(&lio, on_accept, fd, EV_READ);
-    ev_io_start(gw.loop, &lio);
-    return EG_OK;
 }

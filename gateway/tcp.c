@@ -13,6 +13,7 @@
  * room) and half-close passed through. */
 #include "gateway/tcp.h"
 #include "gateway/aff.h"
+#include "gateway/alog.h"
 #include "gateway/buf.h"
 #include "gateway/conn.h"
 #include "gateway/log.h"
@@ -47,6 +48,9 @@ struct tcpc {
     uint8_t pp_len, pp_sent;    /* PROXY header opening the server connection */
     unsigned char pp[PP_BUILD_MAX];
     ev_tstamp since;            /* accept time: PROXY and TLS share one timeout */
+    uint64_t rx, tx;            /* bytes from and to the client */
+    const char *a_dc;           /* datacenter and server of the last attempt, */
+    char a_srv[64];             /* for the access log */
     struct route rt;
     struct aff_req aff;
     char key[AFF_KEY_MAX];
@@ -55,6 +59,22 @@ struct tcpc {
 };
 
 static struct tcpc *free_list;
+
+static void log_connection(struct tcpc *t, const char *why)
+{
+    if (alog_format == ALOG_OFF)
+        return;
+    char client[80];
+    net_addr_str(&t->c.peer, client, sizeof(client));
+    struct alog_rec r = {
+        .client = client, .listener = t->c.cl->name, .mode = "tcp",
+        .session = t->keylen ? t->key : NULL, .session_len = t->keylen,
+        .dc = t->a_dc, .server = t->a_dc ? t->a_srv : NULL,
+        .bytes_in = t->rx, .bytes_out = t->tx, .duration_s = ev_now(gw.loop) - t->c.started,
+        .retries = t->attempts > 0 ? t->attempts - 1 : 0, .end = why,
+    };
+    alog_write(&r);
+}
 static size_t nactive;
 
 size_t tcp_active(void) { return nactive; }
@@ -65,8 +85,10 @@ static void on_timeout(struct conn *c);
 static void start_routing(struct tcpc *t);
 static void start_session(struct tcpc *t);
 
-static void tcp_free(struct tcpc *t, bool abort_client)
+/* Ends the connection; WHY goes to the access log. */
+static void tcp_free(struct tcpc *t, bool abort_client, const char *why)
 {
+    log_connection(t, why);
     if (t->state == TCP_ROUTE)
         aff_cancel(&t->aff);
     up_close(t->up);
@@ -169,7 +191,7 @@ static void on_wake(struct hold *h)
     struct tcpc *t = container_of(h, struct tcpc, c.hold);
     conn_unhold(&t->c);
     if (!conn_rebase(&t->c)) {
-        tcp_free(t, false);
+        tcp_free(t, false, "listener removed");
         return;
     }
     start_routing(t);
@@ -190,7 +212,7 @@ static void no_server(struct tcpc *t)
     }
     counters->client_errors_total++;
     log_debug("tcp: no server for a connection of %s", t->c.cl->name);
-    tcp_free(t, true);
+    tcp_free(t, true, "no server");
 }
 
 static void connect_failed(struct tcpc *t, int err);
@@ -198,6 +220,10 @@ static void connect_failed(struct tcpc *t, int err);
 static void try_connect(struct tcpc *t, struct srv *s)
 {
     t->attempts++;
+    if (alog_format != ALOG_OFF) {
+        t->a_dc = s->dc->name; /* lives as long as our generation */
+        memcpy(t->a_srv, s->name, sizeof(t->a_srv));
+    }
     t->state = TCP_CONNECT;
     t->c2s_sent = 0;
     t->sv_eof = t->sv_shut = false;
@@ -230,7 +256,7 @@ static void connect_failed(struct tcpc *t, int err)
     t->up = NULL;
     log_debug("tcp: attempt %d failed: %s", t->attempts, strerror(err));
     if (t->replay_off) {
-        tcp_free(t, true);
+        tcp_free(t, true, "server failed, no replay");
         return;
     }
     if (t->attempts <= t->c.cl->retries) {
@@ -297,7 +323,7 @@ void tcp_accept(int fd, struct lsn *l, const struct net_addr *peer)
     t->since = ev_now(gw.loop);
     if (t->c.cl->accept_proxy) {
         if (!conn_proxy_trusted(&t->c)) {
-            tcp_free(t, true);
+            tcp_free(t, true, "proxy untrusted");
             return;
         }
         t->state = TCP_PROXY;
@@ -329,7 +355,7 @@ static void read_proxy(struct tcpc *t)
 {
     int rc = conn_read_proxy(&t->c);
     if (rc < 0) {
-        tcp_free(t, true);
+        tcp_free(t, true, "bad proxy header");
     } else if (rc > 0) {
         start_session(t);
     } else {
@@ -346,7 +372,7 @@ static void handshake_done(struct tcpc *t)
         size_t n = strlen(sni);
         if (!aff_key_valid(sni, n)) {
             counters->bad_session_keys_total++;
-            tcp_free(t, true);
+            tcp_free(t, true, "bad session key");
             return;
         }
         memcpy(t->key, sni, n);
@@ -370,7 +396,7 @@ static bool flush_c2s(struct tcpc *t)
         ssize_t w = sk_writev(&t->up->sk, iov + (pp == 0), (pp > 0) + (n > 0));
         if (w == SK_ERROR) {
             if (t->spoke) {
-                tcp_free(t, true);
+                tcp_free(t, true, "server reset");
                 return false;
             }
             server_failed(t, DC_FAIL_RESET, t->up->sk.err);
@@ -381,7 +407,7 @@ static bool flush_c2s(struct tcpc *t)
             t->pp_sent += (uint8_t)from_pp;
             w -= (ssize_t)from_pp;
             t->c2s_sent += (uint32_t)w;
-            t->up->srv->bytes_out += (uint64_t)w;
+            t->up->srv->st->bytes_out += (uint64_t)w;
             counters->bytes_out_total += (uint64_t)w;
             touch(t);
             if (!retaining(t))
@@ -400,11 +426,12 @@ static bool flush_s2c(struct tcpc *t)
     if (t->s2c && buf_len(t->s2c) > 0) {
         ssize_t w = sk_write(&t->c.sk, buf_rpos(t->s2c), buf_len(t->s2c));
         if (w == SK_ERROR) {
-            tcp_free(t, true);
+            tcp_free(t, true, "client reset");
             return false;
         }
         if (w > 0) {
             t->s2c->head += (uint32_t)w;
+            t->tx += (uint64_t)w;
             touch(t);
             if (buf_len(t->s2c) == 0) {
                 buf_put(t->s2c);
@@ -429,12 +456,13 @@ static bool read_client(struct tcpc *t)
     ssize_t n = sk_read(&t->c.sk, buf_wpos(t->c2s), room);
     if (n > 0) {
         t->c2s->tail += (uint32_t)n;
+        t->rx += (uint64_t)n;
         counters->bytes_in_total += (uint64_t)n;
         touch(t);
     } else if (n == 0) {
         t->cl_eof = true;
     } else if (n == SK_ERROR) {
-        tcp_free(t, false);
+        tcp_free(t, false, "client reset");
         return false;
     }
     if (t->c2s && buf_len(t->c2s) == 0) {
@@ -453,7 +481,7 @@ static bool read_server(struct tcpc *t)
     ssize_t n = sk_read(&t->up->sk, buf_wpos(t->s2c), buf_room(t->s2c));
     if (n > 0) {
         t->s2c->tail += (uint32_t)n;
-        t->up->srv->bytes_in += (uint64_t)n;
+        t->up->srv->st->bytes_in += (uint64_t)n;
         if (!t->spoke) {
             t->spoke = true;
             srv_traffic_ok(t->up->srv);
@@ -475,7 +503,7 @@ static bool read_server(struct tcpc *t)
         return false;
     }
     if (n == SK_ERROR) {
-        tcp_free(t, true);
+        tcp_free(t, true, "server reset");
         return false;
     }
     t->sv_eof = true;
@@ -494,7 +522,7 @@ static void on_connected(struct tcpc *t)
         return;
     }
     t->state = TCP_STREAM;
-    t->rt.dc->sessions_total++;
+    t->rt.dc->st->sessions_total++;
     touch(t);
     if (!flush_c2s(t))
         return;
@@ -504,7 +532,7 @@ static void on_connected(struct tcpc *t)
 static void after_io(struct tcpc *t)
 {
     if (finished(t)) {
-        tcp_free(t, false);
+        tcp_free(t, false, "ok");
         return;
     }
     update_interest(t);
@@ -521,7 +549,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
     if (t->state == TCP_HANDSHAKE) {
         int rc = conn_handshake(&t->c);
         if (rc < 0)
-            tcp_free(t, false);
+            tcp_free(t, false, "tls handshake failed");
         else if (rc > 0)
             handshake_done(t);
         return;
@@ -563,20 +591,20 @@ static void on_timeout(struct conn *c)
     case TCP_HOLD:
         counters->hold_timeouts_total++;
         counters->client_errors_total++;
-        tcp_free(t, true);
+        tcp_free(t, true, "hold timeout");
         return;
     case TCP_HANDSHAKE:
         tls_count_failure();
-        tcp_free(t, false);
+        tcp_free(t, false, "tls handshake timeout");
         return;
     case TCP_PROXY:
         if (ev_now(gw.loop) - t->since >= t->c.cl->handshake_timeout)
-            tcp_free(t, true);
+            tcp_free(t, true, "proxy header timeout");
         else
             read_proxy(t);
         return;
     default:
         log_debug("tcp: idle timeout on %s", t->c.cl->name);
-        tcp_free(t, false);
+        tcp_free(t, false, "idle timeout");
     }
 }

@@ -14,6 +14,7 @@
 #include "gateway/tls.h"
 #include "conf/conf.h"
 #include "gateway/log.h"
+#include "gateway/stats.h"
 #include "gateway/util.h"
 
 #include <errno.h>
@@ -58,16 +59,13 @@ struct ticket_key {
 
 static unsigned char ticket_secret[32];
 static struct ticket_key tkeys[2];
-static struct tls_stats st;
-
-void tls_stats(struct tls_stats *out) { *out = st; }
-void tls_count_failure(void) { st.failures++; }
+void tls_count_failure(void) { counters->tls_failures_total++; }
 
 void tls_count_handshake(SSL *ssl)
 {
-    st.handshakes++;
+    counters->tls_handshakes_total++;
     if (SSL_session_reused(ssl))
-        st.resumed++;
+        counters->tls_resumed_total++;
 }
 
 int tls_init(char *err, size_t errlen)

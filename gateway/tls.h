@@ -33,10 +33,7 @@ SSL_CTX *tls_client_ctx(const struct conf *c, const struct conf_server *cs,
 /* A client session for FD: SNI and the verified name set from CS. */
 SSL *tls_client_ssl(SSL_CTX *ctx, const struct conf_server *cs, int fd);
 
-struct tls_stats {
-    unsigned long handshakes, resumed, failures;
-};
-void tls_stats(struct tls_stats *st);
+/* Counts a finished client handshake (and whether it resumed a session). */
 void tls_count_handshake(SSL *ssl);
 void tls_count_failure(void);
 

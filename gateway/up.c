@@ -6,6 +6,7 @@
 #include "gateway/log.h"
 #include "gateway/net.h"
 #include "healthcheck/dc.h"
+#include "gateway/stats.h"
 #include "gateway/tls.h"
 
 #include <errno.h>
@@ -75,8 +76,9 @@ struct upc *up_open(struct srv *s)
     u->requests = 0;
     u->idle_since = 0;
     u->connected = false;
-    s->conns_total++;
-    s->conns_active++;
+    u->opened = ev_time();
+    s->st->connections_total++;
+    s->st->connections_active++;
     return u;
 }
 
@@ -91,7 +93,7 @@ void up_close(struct upc *u)
         npooled--;
     }
     sk_close(up_loop, &u->sk);
-    u->srv->conns_active--;
+    u->srv->st->connections_active--;
     srv_unref(u->srv);
     *(struct upc **)u = free_list;
     free_list = u;
@@ -105,8 +107,10 @@ int up_connected(struct upc *u)
         if (err)
             return -err;
         u->connected = true;
-        if (!s->tls)
+        if (!s->tls) {
+            stats_observe(&s->st->connect, ev_time() - u->opened);
             return 1;
+        }
         if (!(u->sk.ssl = tls_client_ssl(s->tls, s->cs, u->sk.fd)))
             return -ENOMEM;
         if (s->tls_sess)
@@ -126,6 +130,7 @@ int up_connected(struct upc *u)
         SSL_SESSION_free(s->tls_sess);
         s->tls_sess = sess;
     }
+    stats_observe(&s->st->connect, ev_time() - u->opened);
     return 1;
 }
 
@@ -150,7 +155,8 @@ struct upc *up_pool_take(struct srv *s)
 void up_pool_give(struct upc *u)
 {
     struct srv *s = u->srv;
-    if (!s->dc || !s->up || s->nidle >= max_idle) {
+    /* A server of a retired generation gets no more requests: no pooling. */
+    if (!s->dc || !s->dc->live || !s->up || s->nidle >= max_idle) {
         up_close(u);
         return;
     }

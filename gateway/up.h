@@ -14,6 +14,7 @@ struct upc {
     ev_tstamp idle_since;
     unsigned requests;          /* requests carried so far: 0 means fresh */
     bool connected;             /* TCP is up (TLS may still be shaking hands) */
+    ev_tstamp opened;           /* when the connect started */
 };
 
 void up_module_init(struct ev_loop *loop);

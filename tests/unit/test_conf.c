@@ -619,7 +619,7 @@ static void bad_server_address(void **state)
     expect_error("datacenter a {\n server 127.0.0.1:80 weight 0;\n}\n" LSN, 2,
                  "\"server\": expected an integer from 1 to 1000");
     expect_error("datacenter a {\n server 127.0.0.1:80 wieght 2;\n}\n" LSN, 2,
-                 "\"server\": expected \"weight N\"");
+                 "\"server\": expected weight N, tls, verify CAFILE or sni NAME");
 }
 
 static void bad_listen_address(void **state)
