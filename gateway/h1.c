@@ -65,6 +65,7 @@ struct h1s {
     bool keep_server;           /* the server connection may go back to the pool */
     bool cl_eof;                /* client closed its sending side */
     bool tunnel_cl_eof, tunnel_sv_eof;
+    bool accounted;             /* this request is in the stats (and the log) */
     uint8_t method;
     int attempts;
     int16_t xff_hdr;            /* last X-Forwarded-For: our address is appended to it */
@@ -154,6 +155,7 @@ static void reset_request(struct h1s *s)
     s->req_done = s->head_gone = s->replay_off = s->reached = false;
     s->resp_started = s->resp_head = s->resp_done = false;
     s->keep_client = s->keep_server = false;
+    s->accounted = false;
     s->attempts = 0;
     s->req_len = s->req_sent = s->ohl = s->ob_end = 0;
     s->xa_len = s->xb_len = s->pp_len = 0;
@@ -337,6 +339,9 @@ static const struct {
 /* Accounts for a finished request (STATUS 0: cut without a status). */
 static void request_done(struct h1s *s, int status, const char *end)
 {
+    if (s->accounted)
+        return;
+    s->accounted = true;
     struct stats_lsn_row *l = s->c.lst;
     double took = ev_now(gw.loop) - s->req_start;
     l->requests_total++;
