@@ -108,7 +108,9 @@ install: all
 	install -D -m 0755 $(B)/edgegate $(DESTDIR)$(PREFIX)/sbin/edgegate
 	install -D -m 0644 packaging/edgegate.8 $(DESTDIR)$(PREFIX)/share/man/man8/edgegate.8
 	install -D -m 0644 packaging/edgegate.conf $(DESTDIR)/etc/edgegate/edgegate.conf
-	install -D -m 0644 packaging/edgegate.service $(DESTDIR)/lib/systemd/system/edgegate.service
+	@mkdir -p $(DESTDIR)/lib/systemd/system
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' packaging/edgegate.service.in \
+	    > $(DESTDIR)/lib/systemd/system/edgegate.service
 
 deb: all
 	@packaging/mkdeb.sh $(VERSION)
