@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 struct hc;
+struct stats_srv_row;
+struct stats_dc_row;
 
 /* Why a server changed state: logged and shown in stats. */
 enum srv_reason {
@@ -39,9 +41,7 @@ struct srv {
     SSL_SESSION *tls_sess;      /* last session, to resume the next handshake */
     struct dlist idle;          /* pooled keep-alive connections */
     int nidle;
-    /* traffic counters */
-    int conns_active;
-    uint64_t conns_total, fails_total, bytes_in, bytes_out;
+    struct stats_srv_row *st;   /* traffic counters */
 };
 
 struct dc {
@@ -58,7 +58,7 @@ struct dc {
     SSL_CTX **tls;              /* per conf server (cd->servers), NULL entries: plain */
     uint64_t transitions;       /* healthy <-> unhealthy */
     ev_tstamp changed_at;
-    uint64_t sessions_total, requests_total;
+    struct stats_dc_row *st;    /* traffic counters */
 };
 
 #endif

@@ -9,6 +9,7 @@
 #include "healthcheck/dc.h"
 #include "healthcheck/hc.h"
 #include "gateway/log.h"
+#include "gateway/stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ struct dc *dc_create(const struct conf_dc *cd, int idx)
     dc->idx = idx;
     dc->rtt_ms = -1;
     dc->changed_at = ev_now(dc_loop);
+    dc->st = stats_dc(dc->name);
     return dc;
 }
 
@@ -77,6 +79,7 @@ struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const str
     s->rtt_ms = -1;
     dlist_init(&s->idle);
     net_addr_str(a, s->name, sizeof(s->name));
+    s->st = stats_srv(dc->name, s->name);
     ev_timer_init(&s->passive_tm, on_passive_timer, 0, 0);
     s->passive_tm.data = s;
     if (dc->nsrvs == dc->cap) {
@@ -217,7 +220,7 @@ static void on_passive_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 void srv_traffic_failed(struct srv *s, enum dc_fail kind)
 {
-    s->fails_total++;
+    s->st->failures_total++;
     if (!s->dc || !s->up)
         return;
     const struct conf_dc *cd = s->dc->cd;
@@ -269,10 +272,6 @@ void srv_inherit(struct srv *s, const struct srv *old)
     s->bad = old->bad;
     s->passive_fails = old->passive_fails;
     s->rtt_ms = old->rtt_ms;
-    s->conns_total = old->conns_total;
-    s->fails_total = old->fails_total;
-    s->bytes_in = old->bytes_in;
-    s->bytes_out = old->bytes_out;
     if (!s->up && !s->hc && s->dc->live)
         start_passive_timer(s);
 }
