@@ -43,6 +43,7 @@ void conn_init(struct conn *c, int fd, struct lsn *l, const struct net_addr *pee
     c->deadline = c->tm_at = 0;
     c->on_timeout = on_timeout;
     c->started = ev_now(gw.loop);
+    c->proxy_dst.len = 0;
     dlist_init(&c->hold.link);
     c->held = false;
     struct tls_lsn *t = c->gen->tls[l->cidx];
@@ -184,7 +185,20 @@ int conn_read_proxy(struct conn *c)
         return len == 0 && n < (ssize_t)sizeof(buf) ? 0 : -1;
     if (recv(c->sk.fd, buf, (size_t)len, 0) != len)
         return -1;
-    if (!pi.local)
+    if (!pi.local) {
         c->peer = pi.src;
+        c->proxy_dst = pi.dst;
+    }
     return 1;
+}
+
+size_t conn_proxy_header(const struct conn *c, unsigned char *out)
+{
+    struct net_addr dst = c->proxy_dst;
+    if (dst.len == 0) {
+        dst.len = sizeof(dst.ss);
+        if (getsockname(c->sk.fd, (struct sockaddr *)&dst.ss, &dst.len) != 0)
+            return 0;
+    }
+    return pp_build(c->cl->send_proxy, &c->peer, &dst, out, PP_BUILD_MAX);
 }

@@ -21,6 +21,7 @@ struct conn {
     ev_tstamp tm_at;            /* when the timer is armed for */
     void (*on_timeout)(struct conn *c);
     ev_tstamp started;
+    struct net_addr proxy_dst;  /* destination a balancer announced (len 0: none) */
     struct hold hold;           /* while waiting for a healthy datacenter */
     bool held;
     bool tls;                   /* the client speaks TLS */
@@ -51,5 +52,9 @@ bool conn_proxy_trusted(const struct conn *c);
 /* Reads the PROXY header a trusted balancer sends first: 1 done (peer is
  * now the real client), 0 not all there yet (try again shortly), -1 bad. */
 int conn_read_proxy(struct conn *c);
+/* The PROXY header (send_proxy) for a server connection of this client:
+ * its address, and the destination it reached (as a balancer announced it,
+ * else our listener's). Returns its length in OUT (PP_BUILD_MAX bytes). */
+size_t conn_proxy_header(const struct conn *c, unsigned char *out);
 
 #endif

@@ -66,6 +66,7 @@ struct h1s {
     bool cl_eof;                /* client closed its sending side */
     bool tunnel_cl_eof, tunnel_sv_eof;
     bool accounted;             /* this request is in the stats (and the log) */
+    bool stale_retried;         /* went out again after a stale kept connection */
     uint8_t method;
     int attempts;
     int16_t xff_hdr;            /* last X-Forwarded-For: our address is appended to it */
@@ -156,6 +157,8 @@ static void reset_request(struct h1s *s)
     s->resp_started = s->resp_head = s->resp_done = false;
     s->keep_client = s->keep_server = false;
     s->accounted = false;
+    s->stale_retried = false;
+    s->aff.call = NULL; /* aff_cancel() may run for a request without a key */
     s->attempts = 0;
     s->req_len = s->req_sent = s->ohl = s->ob_end = 0;
     s->xa_len = s->xb_len = s->pp_len = 0;
@@ -638,17 +641,8 @@ static struct upc *reuse(struct h1s *s, struct srv *srv)
     return s->c.cl->send_proxy ? NULL : up_pool_take(srv);
 }
 
-/* The PROXY header opening a new server connection for this client. */
-static void prepare_proxy_header(struct h1s *s)
-{
-    struct net_addr local = {.len = sizeof(local.ss)};
-    s->pp_len = 0;
-    if (getsockname(s->c.sk.fd, (struct sockaddr *)&local.ss, &local.len) == 0)
-        s->pp_len = (uint8_t)pp_build(s->c.cl->send_proxy, &s->c.peer, &local, s->pp,
-                                      sizeof(s->pp));
-}
-
-static void try_server(struct h1s *s, struct srv *srv)
+/* FRESH: a new connection, not one kept or pooled. */
+static void try_server(struct h1s *s, struct srv *srv, bool fresh)
 {
     s->attempts++;
     if (alog_format != ALOG_OFF) {
@@ -657,13 +651,13 @@ static void try_server(struct h1s *s, struct srv *srv)
     }
     s->req_sent = 0;
     s->pp_len = 0;
-    s->up = reuse(s, srv);
+    s->up = fresh ? NULL : reuse(s, srv);
     if (s->up) {
         start_exchange(s);
         return;
     }
     if (s->c.cl->send_proxy)
-        prepare_proxy_header(s);
+        s->pp_len = (uint8_t)conn_proxy_header(&s->c, s->pp);
     s->up = up_open(srv);
     if (!s->up) {
         srv_traffic_failed(srv, errno == ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET);
@@ -683,8 +677,15 @@ static void try_server(struct h1s *s, struct srv *srv)
 static void attempt_failed(struct h1s *s, enum dc_fail kind, int status)
 {
     struct dc *was = s->rt.dc;
+    /* A kept-alive connection the server closed just as this request went
+     * out (the keep-alive race) says nothing about the server: the request
+     * goes out again on a fresh connection to it, once. */
+    struct srv *stale = NULL;
+    if (s->up && s->up->requests > 1 && kind == DC_FAIL_RESET && !s->stale_retried)
+        stale = s->up->srv;
     if (s->up) {
-        srv_traffic_failed(s->up->srv, kind);
+        if (!stale)
+            srv_traffic_failed(s->up->srv, kind);
         up_close(s->up);
         s->up = NULL;
     }
@@ -693,6 +694,13 @@ static void attempt_failed(struct h1s *s, enum dc_fail kind, int status)
     s->resp_head = false;
     if (!can_replay(s)) {
         send_error(s, status);
+        return;
+    }
+    if (stale) {
+        s->stale_retried = true;
+        counters->retries_total++;
+        s->attempts--; /* not a failure of the server: no retry spent */
+        try_server(s, stale, true);
         return;
     }
     if (s->attempts <= s->c.cl->retries) {
@@ -704,7 +712,7 @@ static void attempt_failed(struct h1s *s, enum dc_fail kind, int status)
                 if (s->keylen)
                     aff_moved(s->c.gen, s->c.cl, s->key, s->keylen, next->dc, was);
             }
-            try_server(s, next);
+            try_server(s, next, false);
             return;
         }
     }
@@ -723,7 +731,7 @@ static void route_to(struct h1s *s, struct dc *dc)
         return;
     }
     s->rt.dc->st->requests_total++;
-    try_server(s, srv);
+    try_server(s, srv, false);
 }
 
 static void on_affinity(struct aff_req *r, struct dc *dc)

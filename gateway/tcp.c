@@ -228,12 +228,8 @@ static void try_connect(struct tcpc *t, struct srv *s)
     t->c2s_sent = 0;
     t->sv_eof = t->sv_shut = false;
     t->pp_len = t->pp_sent = 0;
-    if (t->c.cl->send_proxy) {
-        struct net_addr local = {.len = sizeof(local.ss)};
-        if (getsockname(t->c.sk.fd, (struct sockaddr *)&local.ss, &local.len) == 0)
-            t->pp_len = (uint8_t)pp_build(t->c.cl->send_proxy, &t->c.peer, &local, t->pp,
-                                          sizeof(t->pp));
-    }
+    if (t->c.cl->send_proxy)
+        t->pp_len = (uint8_t)conn_proxy_header(&t->c, t->pp);
     t->up = up_open(s);
     if (!t->up) {
         int err = errno;

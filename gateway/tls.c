@@ -1,9 +1,12 @@
 /* TLS contexts.
  *
  * A listener has one SSL_CTX per certificate; the first is the default. The
- * SNI callback switches a connection to the context whose certificate names
- * the requested host (exact names first, then one-label wildcards), which is
- * how OpenSSL serves several certificates on one socket.
+ * client-hello callback reads the requested name and switches a connection to
+ * the context whose certificate names it (exact names first, then one-label
+ * wildcards), which is how OpenSSL serves several certificates on one socket.
+ * It runs before session resumption is considered, and sets the session-id
+ * context to a digest of the name: a session (from the cache or a ticket)
+ * then only resumes under the name it was made for (RFC 6066, section 3).
  *
  * Resumption works two ways: a server-side session cache (TLS 1.2 session
  * IDs) and stateless tickets. Ticket keys rotate every hour; each key is
@@ -22,7 +25,9 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,16 +217,49 @@ static struct tls_cert *find_cert(struct tls_lsn *t, const char *host)
     return NULL;
 }
 
-static int on_servername(SSL *ssl, int *alert, void *arg)
+/* Reads the host name of a server_name extension (RFC 6066); false when
+ * there is none or it is malformed. */
+static bool parse_sni(const unsigned char *p, size_t len, char *host, size_t cap)
+{
+    if (len < 2 || (size_t)(p[0] << 8 | p[1]) != len - 2)
+        return false;
+    p += 2;
+    len -= 2;
+    while (len >= 3) {
+        size_t n = (size_t)(p[1] << 8 | p[2]);
+        if (n > len - 3)
+            return false;
+        if (p[0] == TLSEXT_NAMETYPE_host_name) {
+            if (n == 0 || n >= cap || memchr(p + 3, '\0', n))
+                return false;
+            memcpy(host, p + 3, n);
+            host[n] = '\0';
+            return true;
+        }
+        p += 3 + n;
+        len -= 3 + n;
+    }
+    return false;
+}
+
+static int on_client_hello(SSL *ssl, int *alert, void *arg)
 {
     (void)alert;
-    const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (!host)
-        return SSL_TLSEXT_ERR_OK;
+    const unsigned char *ext;
+    size_t len;
+    char host[256];
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len) ||
+        !parse_sni(ext, len, host, sizeof(host)))
+        return SSL_CLIENT_HELLO_SUCCESS; /* the default certificate */
     struct tls_cert *c = find_cert(arg, host);
     if (c && c->ctx != SSL_get_SSL_CTX(ssl))
         SSL_set_SSL_CTX(ssl, c->ctx);
-    return SSL_TLSEXT_ERR_OK;
+    for (char *h = host; *h; h++)
+        *h = (char)(*h >= 'A' && *h <= 'Z' ? *h + 32 : *h);
+    unsigned char sid[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)host, strlen(host), sid);
+    SSL_set_session_id_context(ssl, sid, sizeof(sid));
+    return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -274,15 +312,23 @@ static int load_cert(SSL_CTX *ctx, const char *file, const struct conf_cert *cc,
                   ssl_error());
         return EG_ERR;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, cc->key, SSL_FILETYPE_PEM) != 1) {
+    /* Read first, then attach: "not a key" and "not this certificate's
+     * key" are different mistakes with different messages. */
+    BIO *bio = BIO_new_file(cc->key, "r");
+    EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (!pkey) {
         conf_errs_add(errs, file, cc->line, "\"tls\": %s: not a PEM private key (%s)", cc->key,
-                  ssl_error());
+                      ssl_error());
         return EG_ERR;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        conf_errs_add(errs, file, cc->line, "\"tls\": the key %s does not match the certificate %s",
-                  cc->key, cc->cert);
-        ERR_clear_error();
+    int ok = SSL_CTX_use_PrivateKey(ctx, pkey) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    if (!ok) {
+        conf_errs_add(errs, file, cc->line,
+                      "\"tls\": the key %s does not match the certificate %s", cc->key,
+                      cc->cert);
         return EG_ERR;
     }
     return EG_OK;
@@ -325,8 +371,7 @@ struct tls_lsn *tls_lsn_create(const struct conf *c, const struct conf_listener 
             continue;
         }
         collect_names(tc);
-        SSL_CTX_set_tlsext_servername_callback(tc->ctx, on_servername);
-        SSL_CTX_set_tlsext_servername_arg(tc->ctx, t);
+        SSL_CTX_set_client_hello_cb(tc->ctx, on_client_hello, t);
         if (t->http)
             SSL_CTX_set_alpn_select_cb(tc->ctx, on_alpn, NULL);
     }
