@@ -38,7 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <strings.h>
 
 enum h1_state {
     H1_PROXY, H1_HANDSHAKE, H1_IDLE, H1_HEAD, H1_ROUTE, H1_HOLD, H1_CONNECT, H1_EXCHANGE, H1_TUNNEL,
@@ -374,7 +374,9 @@ static void count_error(int status)
     case 504: counters->http_504_total++; break;
     default:
         if (status < 500)
-            counters->http_400_total++;
+            counters->http_4xx_total++;
+        else
+            counters->http_5xx_other_total++;
     }
 }
 
@@ -422,6 +424,7 @@ static bool dropped(const struct h1s *s, const struct http_hdr *h)
     case HH_KEEP_ALIVE:
     case HH_PROXY_CONNECTION:
     case HH_TE:
+    case HH_HOP:
         return true;
     case HH_X_FORWARDED_PROTO:
         return s->c.cl->forward_for;
@@ -809,6 +812,28 @@ static void keep_for_log(struct h1s *s)
     memcpy(s->a_path, base + s->req.target, s->a_path_len);
 }
 
+/* Headers the Connection header names are hop-by-hop too (RFC 9110 7.6.1).
+ * Only ordinary ones: a client naming Content-Length or Host there must not
+ * be able to strip what frames or routes its request. */
+static void mark_connection_listed(struct h1s *s)
+{
+    const char *base = buf_rpos(s->ib);
+    for (int i = 0; i < s->req.nhdrs; i++) {
+        const struct http_hdr *c = &s->req.hdrs[i];
+        if (c->kind != HH_CONNECTION)
+            continue;
+        const char *p = base + c->val, *end = p + c->val_len, *e;
+        size_t n;
+        while (http_list_next(&p, end, &e, &n))
+            for (int k = 0; k < s->req.nhdrs && n > 0; k++) {
+                struct http_hdr *h = &s->req.hdrs[k];
+                if (h->kind == HH_OTHER && h->name_len == n &&
+                    strncasecmp(base + h->name, e, n) == 0)
+                    h->kind = HH_HOP;
+            }
+    }
+}
+
 static void head_complete(struct h1s *s)
 {
     counters->requests_total++;
@@ -819,6 +844,7 @@ static void head_complete(struct h1s *s)
         send_error(s, 405);
         return;
     }
+    mark_connection_listed(s);
     int ndropped = 0;
     for (int i = 0; i < s->req.nhdrs; i++)
         ndropped += dropped(s, &s->req.hdrs[i]);

@@ -147,9 +147,7 @@ static bool is_session_header(const struct http_hdr *h, const char *buf,
            strncasecmp(buf + h->name, lim->sess_header, h->name_len) == 0;
 }
 
-/* Iterates over the comma-separated elements of a list header value.
- * Returns false at the end; an empty element is reported with *len = 0. */
-static bool next_elem(const char **p, const char *end, const char **e, size_t *len)
+bool http_list_next(const char **p, const char *end, const char **e, size_t *len)
 {
     const char *s = *p;
     if (s > end)
@@ -197,7 +195,7 @@ static int hdr_transfer_encoding(struct http_msg *m, const char *v, size_t n)
     const char *p = v, *end = v + n, *e;
     size_t len;
     m->flags |= HF_HAS_TE;
-    while (next_elem(&p, end, &e, &len)) {
+    while (http_list_next(&p, end, &e, &len)) {
         if (len == 0)
             return fail(m, 400, "empty Transfer-Encoding element");
         for (size_t i = 0; i < len; i++)
@@ -215,7 +213,7 @@ static void hdr_connection(struct http_msg *m, const char *v, size_t n)
 {
     const char *p = v, *end = v + n, *e;
     size_t len;
-    while (next_elem(&p, end, &e, &len)) {
+    while (http_list_next(&p, end, &e, &len)) {
         if (elem_is(e, len, "close"))
             m->flags |= HF_CONN_CLOSE;
         else if (elem_is(e, len, "keep-alive"))

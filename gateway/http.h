@@ -26,7 +26,8 @@ enum http_method {
 enum http_hdr_kind {
     HH_OTHER, HH_CONTENT_LENGTH, HH_TRANSFER_ENCODING, HH_CONNECTION, HH_KEEP_ALIVE,
     HH_PROXY_CONNECTION, HH_UPGRADE, HH_HOST, HH_EXPECT, HH_IDEMPOTENCY_KEY, HH_COOKIE,
-    HH_TE, HH_X_FORWARDED_FOR, HH_X_FORWARDED_PROTO, HH_FORWARDED, HH_SESSION
+    HH_TE, HH_X_FORWARDED_FOR, HH_X_FORWARDED_PROTO, HH_FORWARDED, HH_SESSION,
+    HH_HOP      /* named in Connection: hop-by-hop (set by the proxy, not the parser) */
 };
 
 struct http_hdr {
@@ -107,6 +108,11 @@ void http_body_response(struct http_body *b, const struct http_msg *m, int metho
  * HTTP_DONE when the message ended there, HTTP_AGAIN when more is needed,
  * HTTP_ERROR on a malformed chunked body. */
 int http_body_scan(struct http_body *b, const char *p, size_t len, size_t *used);
+
+/* Iterates over the elements of a comma-separated header value: each call
+ * sets *E and *LEN to the next one, trimmed (*LEN 0 for an empty one), and
+ * returns false at the end. */
+bool http_list_next(const char **p, const char *end, const char **e, size_t *len);
 
 bool http_method_idempotent(int method);
 const char *http_method_name(int method);

@@ -34,7 +34,9 @@ struct stats_counters {
     uint64_t bad_session_keys_total;
     uint64_t held_total;            /* requests that waited for a datacenter */
     uint64_t hold_timeouts_total;
-    uint64_t http_400_total, http_502_total, http_503_total, http_504_total;
+    /* Error responses the gateway itself sent: any 4xx, then 5xx by kind. */
+    uint64_t http_4xx_total, http_502_total, http_503_total, http_504_total;
+    uint64_t http_5xx_other_total;
     uint64_t bytes_in_total, bytes_out_total;
     uint64_t tls_handshakes_total, tls_resumed_total, tls_failures_total;
     uint64_t max_connections_hits_total;
