@@ -44,6 +44,7 @@ void conn_init(struct conn *c, int fd, struct lsn *l, const struct net_addr *pee
     c->on_timeout = on_timeout;
     c->started = ev_now(gw.loop);
     c->proxy_dst.len = 0;
+    c->iplen = 0;
     dlist_init(&c->hold.link);
     c->held = false;
     struct tls_lsn *t = c->gen->tls[l->cidx];
@@ -115,9 +116,13 @@ bool conn_rebase(struct conn *c)
     return false;
 }
 
-const char *conn_peer_ip(const struct conn *c, char *buf, size_t len)
+const char *conn_peer_ip(struct conn *c)
 {
-    return net_ip_str((const struct sockaddr *)&c->peer.ss, buf, len);
+    if (c->iplen == 0) {
+        net_ip_str((const struct sockaddr *)&c->peer.ss, c->ip, sizeof(c->ip));
+        c->iplen = (uint8_t)strlen(c->ip);
+    }
+    return c->ip;
 }
 
 int conn_handshake(struct conn *c)
@@ -188,6 +193,7 @@ int conn_read_proxy(struct conn *c)
     if (!pi.local) {
         c->peer = pi.src;
         c->proxy_dst = pi.dst;
+        c->iplen = 0;
     }
     return 1;
 }

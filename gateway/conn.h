@@ -22,6 +22,8 @@ struct conn {
     void (*on_timeout)(struct conn *c);
     ev_tstamp started;
     struct net_addr proxy_dst;  /* destination a balancer announced (len 0: none) */
+    char ip[46];                /* the peer's address as text, once asked for */
+    uint8_t iplen;
     struct hold hold;           /* while waiting for a healthy datacenter */
     bool held;
     bool tls;                   /* the client speaks TLS */
@@ -41,7 +43,8 @@ void conn_unhold(struct conn *c);
 /* Moves an idle connection to the current generation. False when its
  * listener is gone from the configuration. */
 bool conn_rebase(struct conn *c);
-const char *conn_peer_ip(const struct conn *c, char *buf, size_t len);
+/* The client's address as text (cached: it is needed on every request). */
+const char *conn_peer_ip(struct conn *c);
 /* Drives the client's TLS handshake: 1 done, 0 in progress (the watcher
  * waits for what TLS needs), -1 failed. */
 int conn_handshake(struct conn *c);

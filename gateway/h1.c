@@ -271,6 +271,18 @@ static bool ib_can_take(const struct h1s *s)
     return s->state == H1_EXCHANGE && !req_unsent(s);
 }
 
+/* The client stays readable during an exchange, also once its request is
+ * complete (pipelined bytes wait in ib; a client leaving is noticed): turning
+ * reading off and on for every request would cost a system call each. */
+static bool client_readable(const struct h1s *s)
+{
+    if (s->cl_eof)
+        return false;
+    if (s->req_done)
+        return !s->ib || buf_room(s->ib) > 0;
+    return ib_can_take(s);
+}
+
 static void update_interest(struct h1s *s)
 {
     bool crd = false, cwr = false, srd = false, swr = false;
@@ -284,15 +296,15 @@ static void update_interest(struct h1s *s)
         break;
     case H1_ROUTE:
     case H1_HOLD:
-        crd = !s->req_done && !s->cl_eof && ib_can_take(s);
+        crd = client_readable(s);
         break;
     case H1_CONNECT:
-        crd = !s->req_done && !s->cl_eof && ib_can_take(s);
+        crd = client_readable(s);
         sk_want(gw.loop, &s->c.sk, crd, false);
         sk_want_raw(gw.loop, &s->up->sk, s->up->connected ? s->up->sk.hs_ev : EV_WRITE);
         return;
     case H1_EXCHANGE:
-        crd = !s->req_done && !s->cl_eof && ib_can_take(s);
+        crd = client_readable(s);
         cwr = ob_pending(s) > 0;
         srd = !s->resp_done && (!s->ob || buf_room(s->ob) > 0 || s->ob->head > 0);
         swr = req_unsent(s);
@@ -496,11 +508,22 @@ static uint32_t outgoing_head_len(struct h1s *s)
 
 /* Prepares what we add: X-Forwarded-For (appended to the client's last one
  * when there is one), X-Forwarded-Proto, Forwarded (RFC 7239). */
+/* Appends the pieces in order; they always fit (xtra is sized for the
+ * longest address), and this runs on every request: no printf. */
+static size_t put(char *dst, size_t at, const char *const *parts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(parts[i]);
+        memcpy(dst + at, parts[i], l);
+        at += l;
+    }
+    return at;
+}
+
 static void prepare_forwarding(struct h1s *s)
 {
     const struct conf_listener *cl = s->c.cl;
-    char ip[64];
-    conn_peer_ip(&s->c, ip, sizeof(ip));
+    const char *ip = conn_peer_ip(&s->c);
     const char *proto = s->c.tls ? "https" : "http";
     size_t cap = sizeof(s->xtra), len = 0;
     if (cl->forward_for) {
@@ -509,12 +532,12 @@ static void prepare_forwarding(struct h1s *s)
                 s->xff_hdr = (int16_t)i;
         if (s->xff_hdr >= 0) {
             bool empty = s->req.hdrs[s->xff_hdr].val_len == 0;
-            len += (size_t)snprintf(s->xtra, cap, "%s%s", empty ? "" : ", ", ip);
+            len = put(s->xtra, len, (const char *[]){empty ? "" : ", ", ip}, 2);
             s->xa_len = (uint8_t)len;
         } else {
-            len += (size_t)snprintf(s->xtra + len, cap - len, "X-Forwarded-For: %s\r\n", ip);
+            len = put(s->xtra, len, (const char *[]){"X-Forwarded-For: ", ip, "\r\n"}, 3);
         }
-        len += (size_t)snprintf(s->xtra + len, cap - len, "X-Forwarded-Proto: %s\r\n", proto);
+        len = put(s->xtra, len, (const char *[]){"X-Forwarded-Proto: ", proto, "\r\n"}, 3);
     }
     if (cl->forwarded) {
         bool v6 = strchr(ip, ':') != NULL;
@@ -778,15 +801,11 @@ static bool extract_key(struct h1s *s)
         v = conn_sni(&s->c);
         n = v ? strlen(v) : 0;
         break;
-    case SESS_CLIENT_IP: {
-        char ip[64];
-        conn_peer_ip(&s->c, ip, sizeof(ip));
-        v = ip;
-        n = strlen(ip);
-        memcpy(s->key, v, n);
-        s->keylen = n;
+    case SESS_CLIENT_IP:
+        v = conn_peer_ip(&s->c);
+        s->keylen = s->c.iplen;
+        memcpy(s->key, v, s->keylen);
         return true;
-    }
     }
     if (!v || n == 0)
         return true;

@@ -334,8 +334,8 @@ void tcp_accept(int fd, struct lsn *l, const struct net_addr *peer)
 static void start_session(struct tcpc *t)
 {
     if (t->c.cl->sess == SESS_CLIENT_IP) { /* the real client, once PROXY told */
-        conn_peer_ip(&t->c, t->key, sizeof(t->key));
-        t->keylen = strlen(t->key);
+        t->keylen = strlen(conn_peer_ip(&t->c));
+        memcpy(t->key, t->c.ip, t->keylen);
     }
     if (t->c.tls) {
         t->state = TCP_HANDSHAKE;

@@ -29,6 +29,7 @@ defaults
     timeout client 60s
     timeout server 60s
     http-reuse always
+    option forwardfor
 frontend web
     bind 127.0.0.1:$HA
     default_backend ams
