@@ -176,7 +176,7 @@ bool conn_proxy_trusted(const struct conn *c)
     return false;
 }
 
-int conn_read_proxy(struct conn *c)
+static int read_proxy(struct conn *c)
 {
     unsigned char buf[PP_MAX_HEADER];
     /* Peek: what follows the header (a TLS hello, a request) must stay in
@@ -196,6 +196,26 @@ int conn_read_proxy(struct conn *c)
         c->iplen = 0;
     }
     return 1;
+}
+
+ev_tstamp conn_handshake_deadline(const struct conn *c)
+{
+    return c->started + c->cl->handshake_timeout;
+}
+
+/* A header split over several segments is polled again after a short
+ * pause: the socket stays readable (the header is only peeked), so waiting
+ * for readability would spin. */
+int conn_proxy_step(struct conn *c)
+{
+    if (ev_now(gw.loop) >= conn_handshake_deadline(c))
+        return -1;
+    int rc = read_proxy(c);
+    if (rc == 0) {
+        sk_want_raw(gw.loop, &c->sk, 0);
+        conn_deadline(c, MIN(ev_now(gw.loop) + 0.005, conn_handshake_deadline(c)));
+    }
+    return rc;
 }
 
 size_t conn_proxy_header(const struct conn *c, unsigned char *out)

@@ -52,9 +52,13 @@ int conn_handshake(struct conn *c);
 const char *conn_sni(const struct conn *c);
 /* Whether the listener takes a PROXY header from this peer. */
 bool conn_proxy_trusted(const struct conn *c);
-/* Reads the PROXY header a trusted balancer sends first: 1 done (peer is
- * now the real client), 0 not all there yet (try again shortly), -1 bad. */
-int conn_read_proxy(struct conn *c);
+/* Reads the PROXY header a trusted balancer sends first, on a readiness
+ * event or when the retry set here is due: 1 done (peer is now the real
+ * client), 0 not all there yet (retried shortly), -1 bad or out of time
+ * (handshake_timeout from the accept). */
+int conn_proxy_step(struct conn *c);
+/* The deadline of the PROXY header and TLS handshake, from the accept. */
+ev_tstamp conn_handshake_deadline(const struct conn *c);
 /* The PROXY header (send_proxy) for a server connection of this client:
  * its address, and the destination it reached (as a balancer announced it,
  * else our listener's). Returns its length in OUT (PP_BUILD_MAX bytes). */

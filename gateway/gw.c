@@ -238,27 +238,40 @@ static int gw_start(struct conf *c)
     return 0;
 }
 
+struct conf *gw_load_checked(const char *file, struct conf_errs *errs)
+{
+    bool unreadable = false;
+    struct conf *c = conf_load(file, errs);
+    if (c && tls_check_conf(c, errs, &unreadable) != EG_OK) {
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void gw_reload_failed(struct conf_errs *errs, const char *what)
+{
+    conf_errs_log(errs);
+    conf_errs_free(errs);
+    counters->reload_failures_total++;
+    log_err("reload failed: %s", what);
+}
+
 void gw_reload(void)
 {
     struct conf_errs errs = {0};
     log_info("reloading %s", gw.conf_file);
     struct conf *c = conf_load(gw.conf_file, &errs);
     if (!c) {
-        conf_errs_log(&errs);
-        conf_errs_free(&errs);
-        counters->reload_failures_total++;
-        log_err("reload failed: still running the previous configuration");
+        gw_reload_failed(&errs, "still running the previous configuration");
         return;
     }
     if (c->buffer_size != gw.gen->conf->buffer_size)
         log_warn("buffer_size changes take effect at the next restart");
     bool unreadable = false;
-    struct gen *g = gen_create(c, gw.gen, &errs, &unreadable);
+    struct gen *g = gen_create(c, gw.gen, &errs, &unreadable); /* loads certificates */
     if (!g) {
-        conf_errs_log(&errs);
-        conf_errs_free(&errs);
-        counters->reload_failures_total++;
-        log_err("reload failed: still running the previous configuration");
+        gw_reload_failed(&errs, "still running the previous configuration");
         return;
     }
     char err[EG_ERRLEN * 2];

@@ -62,6 +62,11 @@ void gw_unhold(struct hold *h);
 int gw_run(struct conf *c, const char *file, int workers, int ready_fd);
 /* SIGHUP: all or nothing. */
 void gw_reload(void);
+/* A configuration from FILE, certificates checked too (-t, the master's
+ * reload), or NULL with every error in ERRS. */
+struct conf *gw_load_checked(const char *file, struct conf_errs *errs);
+/* Logs and counts a reload that could not be applied. */
+void gw_reload_failed(struct conf_errs *errs, const char *what);
 /* SIGTERM/SIGINT: stop accepting, let connections finish, then break the
  * loop (at the latest after drain_timeout). */
 void gw_drain(void);

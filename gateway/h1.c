@@ -76,7 +76,6 @@ struct h1s {
     struct buf *ib, *ob;
     struct upc *up;
     struct upc *kept;           /* send_proxy: this client's own idle server connection */
-    ev_tstamp since;            /* start of the PROXY read, of the head, of the wait */
     ev_tstamp req_start;        /* this request's head complete */
     uint64_t tx_req, tx_resp;   /* request bytes to the server, response bytes out */
     const char *a_dc;           /* datacenter and server of the last attempt, */
@@ -184,14 +183,13 @@ void h1_accept(int fd, struct lsn *l, const struct net_addr *peer)
     dlist_add(&sessions, &s->link);
     nactive++;
     reset_request(s);
-    s->since = ev_now(gw.loop);
     if (s->c.cl->accept_proxy) {
         if (!conn_proxy_trusted(&s->c)) {
             h1_free(s, true);
             return;
         }
         s->state = H1_PROXY;
-        conn_deadline(&s->c, s->since + s->c.cl->handshake_timeout);
+        conn_deadline(&s->c, conn_handshake_deadline(&s->c));
         sk_want_raw(gw.loop, &s->c.sk, EV_READ);
         return;
     }
@@ -203,7 +201,7 @@ static void start_session(struct h1s *s)
 {
     if (s->c.tls) {
         s->state = H1_HANDSHAKE;
-        conn_deadline(&s->c, s->since + s->c.cl->handshake_timeout);
+        conn_deadline(&s->c, conn_handshake_deadline(&s->c));
         sk_want_raw(gw.loop, &s->c.sk, EV_READ);
         return;
     }
@@ -212,20 +210,13 @@ static void start_session(struct h1s *s)
     sk_want(gw.loop, &s->c.sk, true, false);
 }
 
-/* Reads the PROXY header. A header split over several segments is polled
- * again after a short pause: the socket stays readable (the header is only
- * peeked), so waiting for readability would spin. */
 static void read_proxy(struct h1s *s)
 {
-    int rc = conn_read_proxy(&s->c);
-    if (rc < 0) {
+    int rc = conn_proxy_step(&s->c);
+    if (rc < 0)
         h1_free(s, true);
-    } else if (rc > 0) {
+    else if (rc > 0)
         start_session(s);
-    } else {
-        sk_want_raw(gw.loop, &s->c.sk, 0);
-        conn_deadline(&s->c, ev_now(gw.loop) + 0.005);
-    }
 }
 
 void h1_close_idle(void)
@@ -1420,10 +1411,7 @@ static void on_timeout(struct conn *c)
         }
         return;
     case H1_PROXY:
-        if (ev_now(gw.loop) - s->since >= s->c.cl->handshake_timeout)
-            h1_free(s, true);
-        else
-            read_proxy(s);
+        read_proxy(s);
         return;
     case H1_HEAD:
         send_error(s, 408);

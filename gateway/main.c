@@ -73,16 +73,15 @@ static struct conf *load(const char *file)
 }
 
 /* -t: the configuration, certificates included. */
-static int test_conf(struct conf *c)
+static int test_conf(const char *file)
 {
     struct conf_errs errs = {0};
-    bool unreadable = false;
-    int rc = tls_check_conf(c, &errs, &unreadable);
+    struct conf *c = gw_load_checked(file, &errs);
     fputs(errs.text ? errs.text : "", stderr);
     conf_errs_free(&errs);
-    conf_free(c);
-    if (rc != EG_OK)
+    if (!c)
         return EXIT_CONF;
+    conf_free(c);
     printf("configuration ok\n");
     return 0;
 }
@@ -122,11 +121,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgegate: %s\n", err);
         return EXIT_RUNTIME;
     }
+    if (test)
+        return test_conf(file);
     struct conf *c = load(file);
     if (!c)
         return EXIT_CONF;
-    if (test)
-        return test_conf(c);
 
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();

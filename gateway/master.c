@@ -20,7 +20,6 @@
 #include "gateway/gw.h"
 #include "gateway/log.h"
 #include "gateway/stats.h"
-#include "gateway/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -181,18 +180,10 @@ static void restart_due(void)
 static void reload(void)
 {
     struct conf_errs errs = {0};
-    bool unreadable = false;
     log_info("reloading %s", conf_file);
-    struct conf *c = conf_load(conf_file, &errs);
-    if (c && tls_check_conf(c, &errs, &unreadable) != EG_OK) {
-        conf_free(c);
-        c = NULL;
-    }
+    struct conf *c = gw_load_checked(conf_file, &errs);
     if (!c) {
-        conf_errs_log(&errs);
-        conf_errs_free(&errs);
-        counters->reload_failures_total++;
-        log_err("reload failed: the workers keep the previous configuration");
+        gw_reload_failed(&errs, "the workers keep the previous configuration");
         return;
     }
     int n = c->workers ? c->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_REPLY_ELEMENTS 1024
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
 #define CONNECT_TIMEOUT 1.0
@@ -221,6 +222,31 @@ struct rds_req *rds_script(const char *script, int nkeys, int argc, const char *
     return rds_command(argc + 3, av, al, cb, ctx);
 }
 
+/* ---- replies ---- */
+
+static redisReplyObjectFunctions reply_fns;
+static void *(*default_create_array)(const redisReadTask *, int);
+
+static void *create_array(const redisReadTask *task, int elements)
+{
+    return elements > MAX_REPLY_ELEMENTS ? NULL : default_create_array(task, elements);
+}
+
+redisReplyObjectFunctions *rds_reply_functions(void)
+{
+    if (!default_create_array) {
+        /* hiredis keeps its defaults private: borrow them from a reader. */
+        redisReader *r = redisReaderCreate();
+        if (!r)
+            abort();
+        reply_fns = *r->fn;
+        redisReaderFree(r);
+        default_create_array = reply_fns.createArray;
+        reply_fns.createArray = create_array;
+    }
+    return &reply_fns;
+}
+
 /* ---- connection ---- */
 
 /* Forgets the connections now; hiredis hands NULL replies to everything in
@@ -361,6 +387,7 @@ static void connect_to(const struct net_addr *a)
         return;
     }
     R.ac = ac;
+    ac->c.reader->fn = rds_reply_functions();
     redisLibevAttach(R.loop, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -477,6 +504,7 @@ static void on_sentinel_resolved(void *ctx, const struct net_addr *a)
         return;
     }
     R.sac = sac;
+    sac->c.reader->fn = rds_reply_functions();
     redisLibevAttach(R.loop, sac);
     redisAsyncSetConnectCallback(sac, on_sentinel_connect);
     redisAsyncSetDisconnectCallback(sac, on_disconnect);

@@ -32,6 +32,12 @@ void rds_set_script(const char *script);
 struct rds_req *rds_script(const char *script, int nkeys, int argc, const char **argv,
                            const size_t *argvlen, rds_cb cb, void *ctx);
 
+/* hiredis' reply constructors, with arrays limited to a size no answer of
+ * ours comes near: a reply announcing a billion elements is a protocol error,
+ * not an attempt to allocate them. Used on every connection (and by the
+ * fuzz target). */
+redisReplyObjectFunctions *rds_reply_functions(void);
+
 struct rds_status {
     bool configured, connected;
     double degraded_s;          /* total time configured but not connected */

@@ -47,7 +47,6 @@ struct tcpc {
     uint32_t c2s_sent;          /* bytes after c2s->head already sent */
     uint8_t pp_len, pp_sent;    /* PROXY header opening the server connection */
     unsigned char pp[PP_BUILD_MAX];
-    ev_tstamp since;            /* accept time: PROXY and TLS share one timeout */
     uint64_t rx, tx;            /* bytes from and to the client */
     const char *a_dc;           /* datacenter and server of the last attempt, */
     char a_srv[64];             /* for the access log */
@@ -316,14 +315,13 @@ void tcp_accept(int fd, struct lsn *l, const struct net_addr *peer)
     memset(t, 0, sizeof(*t));
     conn_init(&t->c, fd, l, peer, on_client_io, t, on_timeout);
     nactive++;
-    t->since = ev_now(gw.loop);
     if (t->c.cl->accept_proxy) {
         if (!conn_proxy_trusted(&t->c)) {
             tcp_free(t, true, "proxy untrusted");
             return;
         }
         t->state = TCP_PROXY;
-        conn_deadline(&t->c, t->since + t->c.cl->handshake_timeout);
+        conn_deadline(&t->c, conn_handshake_deadline(&t->c));
         sk_want_raw(gw.loop, &t->c.sk, EV_READ);
         return;
     }
@@ -339,25 +337,20 @@ static void start_session(struct tcpc *t)
     }
     if (t->c.tls) {
         t->state = TCP_HANDSHAKE;
-        conn_deadline(&t->c, t->since + t->c.cl->handshake_timeout);
+        conn_deadline(&t->c, conn_handshake_deadline(&t->c));
         sk_want_raw(gw.loop, &t->c.sk, EV_READ);
         return;
     }
     start_routing(t);
 }
 
-/* See h1.c read_proxy(): a split header is polled again shortly. */
 static void read_proxy(struct tcpc *t)
 {
-    int rc = conn_read_proxy(&t->c);
-    if (rc < 0) {
-        tcp_free(t, true, "bad proxy header");
-    } else if (rc > 0) {
+    int rc = conn_proxy_step(&t->c);
+    if (rc < 0)
+        tcp_free(t, true, "no valid proxy header");
+    else if (rc > 0)
         start_session(t);
-    } else {
-        sk_want_raw(gw.loop, &t->c.sk, 0);
-        conn_deadline(&t->c, ev_now(gw.loop) + 0.005);
-    }
 }
 
 /* The client's TLS handshake is done: the SNI may be the session key. */
@@ -594,10 +587,7 @@ static void on_timeout(struct conn *c)
         tcp_free(t, false, "tls handshake timeout");
         return;
     case TCP_PROXY:
-        if (ev_now(gw.loop) - t->since >= t->c.cl->handshake_timeout)
-            tcp_free(t, true, "proxy header timeout");
-        else
-            read_proxy(t);
+        read_proxy(t);
         return;
     default:
         log_debug("tcp: idle timeout on %s", t->c.cl->name);

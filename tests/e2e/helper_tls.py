@@ -129,3 +129,31 @@ def s_client(port, *args, servername=None, stdin_delay=0.3, timeout=15):
         p.kill()
         out, _ = p.communicate()
     return p.returncode, out.decode(errors="replace")
+
+
+def exchange_nonblocking(sock, data, want, timeout=60):
+    """Sends DATA while reading what comes back, on one thread (an SSLSocket
+    may not be used by two at once), until WANT bytes came back, EOF or the
+    timeout. Returns (bytes sent, bytes received)."""
+    sock.setblocking(False)
+    sent, got = 0, bytearray()
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        progressed = False
+        if sent < len(data):
+            try:
+                sent += sock.send(data[sent:sent + 65536])
+                progressed = True
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                pass
+        try:
+            b = sock.recv(262144)
+            if not b:
+                break
+            got += b
+            progressed = True
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            pass
+        if not progressed:
+            time.sleep(0.001)
+    return sent, bytes(got)

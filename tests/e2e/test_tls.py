@@ -15,8 +15,8 @@ import subprocess
 import time
 
 from conftest import EG_BIN, free_port, http_get, stats, wait_until
-from helper_tls import (TLSRawHTTP, certs, client_ctx, client_hello, make_certs,  # noqa: F401
-                        peer_cert, s_client)
+from helper_tls import (TLSRawHTTP, certs, client_ctx, client_hello,  # noqa: F401
+                        exchange_nonblocking, make_certs, peer_cert, s_client)
 
 
 def tls_lines(*cs):
@@ -428,30 +428,7 @@ def test_tcp_mode_tls_large_echo_and_half_close(env, certs):
     env.gateway(conf(port, sp, [e.addr], tls_lines(certs.site), mode="tcp"), wait=[port])
     c = TLSRawHTTP(port, client_ctx([certs.site.cert]), "site.test", timeout=30)
     data = os.urandom(16 * 1024 * 1024)
-    got = bytearray()
-    # One thread: send in pieces and read what comes back in between, since an
-    # SSLSocket may not be used by two threads at once.
-    c.s.setblocking(False)
-    sent = 0
-    deadline = time.monotonic() + 60
-    while len(got) < len(data) and time.monotonic() < deadline:
-        progressed = False
-        if sent < len(data):
-            try:
-                sent += c.s.send(data[sent:sent + 65536])
-                progressed = True
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
-                pass
-        try:
-            b = c.s.recv(262144)
-            if not b:
-                break
-            got += b
-            progressed = True
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-            pass
-        if not progressed:
-            time.sleep(0.001)
+    _, got = exchange_nonblocking(c.s, data, len(data))
     assert len(got) == len(data)
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     # close_notify from the client: the server side ends, the client gets EOF.

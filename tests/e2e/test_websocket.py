@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import RawHTTP, free_port, http_get, stats, wait_until
-from helper_tls import TLSRawHTTP, certs, client_ctx  # noqa: F401
+from helper_tls import TLSRawHTTP, certs, client_ctx, exchange_nonblocking  # noqa: F401
 from helper_ws import BINARY, CLOSE, CONT, PING, PONG, TEXT, WSClient, encode_frame
 
 
@@ -266,29 +266,9 @@ def test_websocket_bulk_both_ways_at_once(env, certs, transport):
     assert ws.upgrade("/ws") == 101
     payloads = [os.urandom(65536 - 7 * i) for i in range(256)]
     wire = b"".join(encode_frame(BINARY, p) for p in payloads)
-    ws.s.setblocking(False)
-    sent, deadline = 0, time.monotonic() + 60
     expected = b"".join(b"\x82\x7f" + struct.pack("!Q", len(p)) + p if len(p) > 0xffff
                         else b"\x82\x7e" + struct.pack("!H", len(p)) + p for p in payloads)
-    got = bytearray()
-    while len(got) < len(expected) and time.monotonic() < deadline:
-        progressed = False
-        if sent < len(wire):
-            try:
-                sent += ws.s.send(wire[sent:sent + 65536])
-                progressed = True
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
-                pass
-        try:
-            b = ws.s.recv(262144)
-            if not b:
-                break
-            got += b
-            progressed = True
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-            pass
-        if not progressed:
-            time.sleep(0.001)
+    sent, got = exchange_nonblocking(ws.s, wire, len(expected))
     assert sent == len(wire)
     assert len(got) == len(expected) and bytes(got) == expected
     ws.s.setblocking(True)

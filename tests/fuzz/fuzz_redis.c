@@ -1,8 +1,10 @@
 /* libFuzzer target: Redis replies. Arbitrary bytes go through hiredis'
- * protocol reader; every reply it builds, however odd (nested arrays, nil,
- * errors, huge or binary strings), goes through the affinity script's reply
- * interpretation, which must accept only the exact expected shape. */
+ * protocol reader, set up as the gateway sets it up (array sizes limited);
+ * every reply it builds, however odd (nested arrays, nil, errors, huge or
+ * binary strings), goes through the affinity script's reply interpretation,
+ * which must accept only the exact expected shape. */
 #include "gateway/aff.h"
+#include "gateway/rds.h"
 
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
@@ -10,7 +12,7 @@
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-    redisReader *r = redisReaderCreate();
+    redisReader *r = redisReaderCreateWithFunctions(rds_reply_functions());
     if (!r)
         return 0;
     redisReaderFeed(r, (const char *)data, size);
