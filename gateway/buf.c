@@ -27,8 +27,6 @@ void buf_pool_init(size_t size)
 
 size_t buf_size(void) { return bsize; }
 size_t buf_in_use(void) { return nused; }
-size_t buf_free_count(void) { return nfree; }
-
 struct buf *buf_get(void)
 {
     struct buf *b = free_list;

@@ -24,7 +24,6 @@ void buf_put(struct buf *b);
 struct buf *buf_grow(struct buf *b, size_t cap);
 /* Buffers handed out and not yet returned; tests and stats read it. */
 size_t buf_in_use(void);
-size_t buf_free_count(void);
 
 static inline size_t buf_len(const struct buf *b) { return b->tail - b->head; }
 static inline size_t buf_room(const struct buf *b) { return b->cap - b->tail; }

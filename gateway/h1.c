@@ -24,6 +24,7 @@
 #include "gateway/alog.h"
 #include "gateway/buf.h"
 #include "gateway/conn.h"
+#include "gateway/fwd.h"
 #include "gateway/http.h"
 #include "gateway/log.h"
 #include "gateway/lsn.h"
@@ -35,21 +36,19 @@
 #include "healthcheck/dc.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 enum h1_state {
     H1_PROXY, H1_HANDSHAKE, H1_IDLE, H1_HEAD, H1_ROUTE, H1_HOLD, H1_CONNECT, H1_EXCHANGE, H1_TUNNEL,
     H1_ERROR
 };
 
-/* Segments of an outgoing request. Every hop-by-hop header dropped costs
- * one; a request with more than MAX_DROPPED of them is refused (400). */
+/* Segments of an outgoing request: every header line left behind costs one
+ * (see fwd_prepare()); a request with more than MAX_DROPPED of them is
+ * refused (400), which keeps it within MAX_IOV. */
 #define MAX_IOV 64
 #define MAX_DROPPED 40
-
 
 struct h1s {
     struct conn c;
@@ -69,9 +68,6 @@ struct h1s {
     bool stale_retried;         /* went out again after a stale kept connection */
     uint8_t method;
     int attempts;
-    int16_t xff_hdr;            /* last X-Forwarded-For: our address is appended to it */
-    uint8_t xa_len;             /* xtra[0, xa_len): ", <client>" appended there */
-    uint8_t xb_len;             /* xtra[xa_len, +xb_len): header lines we add */
     uint8_t pp_len;             /* PROXY header opening this attempt's connection */
     struct buf *ib, *ob;
     struct upc *up;
@@ -93,7 +89,7 @@ struct h1s {
     size_t keylen;
     char key[AFF_KEY_MAX];
     struct dlist link;          /* all sessions, for drain */
-    char xtra[192];
+    struct fwd fwd;             /* what the request looks like towards the server */
     char a_method[16];          /* method and path kept for the access log */
     char a_path[256];
     uint16_t a_path_len;
@@ -106,9 +102,6 @@ _Static_assert(HTTP_MAX_HDRS == CONF_MAX_HEADERS, "the parser keeps max_headers 
 
 static struct dlist sessions = {&sessions, &sessions};
 static struct h1s *free_list;
-static size_t nactive;
-
-size_t h1_active(void) { return nactive; }
 
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
 static void start_session(struct h1s *s);
@@ -136,7 +129,6 @@ static void h1_free(struct h1s *s, bool abort_client)
         sk_abort(gw.loop, &s->c.sk);
     conn_done(&s->c);
     dlist_del(&s->link);
-    nactive--;
     *(struct h1s **)s = free_list;
     free_list = s;
 }
@@ -160,8 +152,7 @@ static void reset_request(struct h1s *s)
     s->aff.call = NULL; /* aff_cancel() may run for a request without a key */
     s->attempts = 0;
     s->req_len = s->req_sent = s->ohl = s->ob_end = 0;
-    s->xa_len = s->xb_len = s->pp_len = 0;
-    s->xff_hdr = -1;
+    s->pp_len = 0;
     s->keylen = 0;
     s->tx_req = s->tx_resp = 0;
     s->a_dc = NULL;
@@ -181,7 +172,6 @@ void h1_accept(int fd, struct lsn *l, const struct net_addr *peer)
     s->cl_eof = false;
     conn_init(&s->c, fd, l, peer, on_client_io, s, on_timeout);
     dlist_add(&sessions, &s->link);
-    nactive++;
     reset_request(s);
     if (s->c.cl->accept_proxy) {
         if (!conn_proxy_trusted(&s->c)) {
@@ -415,62 +405,17 @@ static void send_error(struct h1s *s, int status)
 
 /* ---- the outgoing request ---- */
 
-/* Hop-by-hop headers are not forwarded (an upgrade keeps Connection and
- * Upgrade: the server needs them), nor X-Forwarded-Proto when we set it. */
-static bool dropped(const struct h1s *s, const struct http_hdr *h)
-{
-    bool upgrade = s->req.flags & HF_CONN_UPGRADE;
-    switch (h->kind) {
-    case HH_CONNECTION:
-    case HH_UPGRADE:
-        return !upgrade;
-    case HH_KEEP_ALIVE:
-    case HH_PROXY_CONNECTION:
-    case HH_TE:
-    case HH_HOP:
-        return true;
-    case HH_X_FORWARDED_PROTO:
-        return s->c.cl->forward_for;
-    default:
-        return false;
-    }
-}
-
-static int add_seg(struct iovec *all, int n, const void *p, size_t len)
-{
-    if (len > 0)
-        all[n++] = (struct iovec){(void *)p, len};
-    return n;
-}
-
-/* Describes the outgoing request from byte SKIP on. */
+/* Describes the outgoing request from byte SKIP on: [PROXY header] head
+ * (see fwd.c) body. */
 static int build_iov(struct h1s *s, struct iovec *iov, size_t skip)
 {
     char *base = buf_rpos(s->ib);
     struct iovec all[MAX_IOV];
-    int n = add_seg(all, 0, s->pp, s->pp_len);
-    if (!s->head_gone) {
-        uint32_t from = 0;
-        for (int i = 0; i < s->req.nhdrs; i++) {
-            const struct http_hdr *h = &s->req.hdrs[i];
-            if (dropped(s, h)) {
-                n = add_seg(all, n, base + from, h->line - from);
-                from = h->line + h->line_len;
-            } else if (i == s->xff_hdr) {
-                uint32_t end = h->val + h->val_len;
-                n = add_seg(all, n, base + from, end - from);
-                n = add_seg(all, n, s->xtra, s->xa_len);
-                from = end;
-            }
-        }
-        /* Our header lines go just before the empty line ending the head. */
-        uint32_t last = s->req.head_len - 2;
-        n = add_seg(all, n, base + from, last - from);
-        n = add_seg(all, n, s->xtra + s->xa_len, s->xb_len);
-        n = add_seg(all, n, base + last, 2);
-    }
+    int n = iov_add(all, 0, s->pp, s->pp_len);
+    if (!s->head_gone)
+        n = fwd_head(&s->fwd, &s->req, base, s->c.cl, all, n);
     uint32_t body_from = s->head_gone ? 0 : s->req.head_len;
-    n = add_seg(all, n, base + body_from, s->req_len - body_from);
+    n = iov_add(all, n, base + body_from, s->req_len - body_from);
     int out = 0;
     for (int i = 0; i < n; i++) {
         if (skip >= all[i].iov_len) {
@@ -485,57 +430,15 @@ static int build_iov(struct h1s *s, struct iovec *iov, size_t skip)
     return out;
 }
 
-/* Called while req_len == head_len and before any PROXY header, so the
- * iovecs describe the head only. */
+/* The outgoing head's length (the bytes it replaces in ib are head_len). */
 static uint32_t outgoing_head_len(struct h1s *s)
 {
     struct iovec iov[MAX_IOV];
-    int n = build_iov(s, iov, 0);
+    int n = fwd_head(&s->fwd, &s->req, buf_rpos(s->ib), s->c.cl, iov, 0);
     uint32_t total = 0;
     for (int i = 0; i < n; i++)
         total += (uint32_t)iov[i].iov_len;
     return total;
-}
-
-/* Prepares what we add: X-Forwarded-For (appended to the client's last one
- * when there is one), X-Forwarded-Proto, Forwarded (RFC 7239). */
-/* Appends the pieces in order; they always fit (xtra is sized for the
- * longest address), and this runs on every request: no printf. */
-static size_t put(char *dst, size_t at, const char *const *parts, int n)
-{
-    for (int i = 0; i < n; i++) {
-        size_t l = strlen(parts[i]);
-        memcpy(dst + at, parts[i], l);
-        at += l;
-    }
-    return at;
-}
-
-static void prepare_forwarding(struct h1s *s)
-{
-    const struct conf_listener *cl = s->c.cl;
-    const char *ip = conn_peer_ip(&s->c);
-    const char *proto = s->c.tls ? "https" : "http";
-    size_t cap = sizeof(s->xtra), len = 0;
-    if (cl->forward_for) {
-        for (int i = 0; i < s->req.nhdrs; i++)
-            if (s->req.hdrs[i].kind == HH_X_FORWARDED_FOR)
-                s->xff_hdr = (int16_t)i;
-        if (s->xff_hdr >= 0) {
-            bool empty = s->req.hdrs[s->xff_hdr].val_len == 0;
-            len = put(s->xtra, len, (const char *[]){empty ? "" : ", ", ip}, 2);
-            s->xa_len = (uint8_t)len;
-        } else {
-            len = put(s->xtra, len, (const char *[]){"X-Forwarded-For: ", ip, "\r\n"}, 3);
-        }
-        len = put(s->xtra, len, (const char *[]){"X-Forwarded-Proto: ", proto, "\r\n"}, 3);
-    }
-    if (cl->forwarded) {
-        bool v6 = strchr(ip, ':') != NULL;
-        len += (size_t)snprintf(s->xtra + len, cap - len, "Forwarded: for=%s%s%s%s;proto=%s\r\n",
-                                v6 ? "\"[" : "", ip, v6 ? "]" : "", v6 ? "\"" : "", proto);
-    }
-    s->xb_len = (uint8_t)(len - s->xa_len);
 }
 
 /* Forgets request bytes already written, to make room for more body: the
@@ -822,28 +725,6 @@ static void keep_for_log(struct h1s *s)
     memcpy(s->a_path, base + s->req.target, s->a_path_len);
 }
 
-/* Headers the Connection header names are hop-by-hop too (RFC 9110 7.6.1).
- * Only ordinary ones: a client naming Content-Length or Host there must not
- * be able to strip what frames or routes its request. */
-static void mark_connection_listed(struct h1s *s)
-{
-    const char *base = buf_rpos(s->ib);
-    for (int i = 0; i < s->req.nhdrs; i++) {
-        const struct http_hdr *c = &s->req.hdrs[i];
-        if (c->kind != HH_CONNECTION)
-            continue;
-        const char *p = base + c->val, *end = p + c->val_len, *e;
-        size_t n;
-        while (http_list_next(&p, end, &e, &n))
-            for (int k = 0; k < s->req.nhdrs && n > 0; k++) {
-                struct http_hdr *h = &s->req.hdrs[k];
-                if (h->kind == HH_OTHER && h->name_len == n &&
-                    strncasecmp(base + h->name, e, n) == 0)
-                    h->kind = HH_HOP;
-            }
-    }
-}
-
 static void head_complete(struct h1s *s)
 {
     counters->requests_total++;
@@ -854,11 +735,8 @@ static void head_complete(struct h1s *s)
         send_error(s, 405);
         return;
     }
-    mark_connection_listed(s);
-    int ndropped = 0;
-    for (int i = 0; i < s->req.nhdrs; i++)
-        ndropped += dropped(s, &s->req.hdrs[i]);
-    if (ndropped > MAX_DROPPED) {
+    if (fwd_prepare(&s->fwd, &s->req, buf_rpos(s->ib), s->c.cl, conn_peer_ip(&s->c),
+                    s->c.tls) > MAX_DROPPED) {
         send_error(s, 400);
         return;
     }
@@ -867,7 +745,6 @@ static void head_complete(struct h1s *s)
                                 : (s->req.flags & HF_CONN_KA) != 0;
     s->keep_client = ka;
     s->req_len = s->req.head_len;
-    prepare_forwarding(s);
     s->ohl = outgoing_head_len(s);
     if (!extract_key(s) || !scan_body(s))
         return;

@@ -7,7 +7,6 @@
 struct lsn;
 
 void h1_accept(int fd, struct lsn *l, const struct net_addr *peer);
-size_t h1_active(void);
 /* Closes client connections that sit idle between requests (drain). */
 void h1_close_idle(void);
 

@@ -84,14 +84,6 @@ static const struct {
     {"PATCH", 5, HTTP_PATCH}, {"TRACE", 5, HTTP_TRACE}, {"CONNECT", 7, HTTP_CONNECT},
 };
 
-const char *http_method_name(int method)
-{
-    for (size_t i = 0; i < ARRAY_LEN(methods); i++)
-        if (methods[i].method == method)
-            return methods[i].name;
-    return "OTHER";
-}
-
 bool http_method_idempotent(int method)
 {
     return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||

@@ -115,7 +115,6 @@ int http_body_scan(struct http_body *b, const char *p, size_t len, size_t *used)
 bool http_list_next(const char **p, const char *end, const char **e, size_t *len);
 
 bool http_method_idempotent(int method);
-const char *http_method_name(int method);
 /* Finds cookie NAME in the Cookie headers of M; sets *val and *len. */
 bool http_find_cookie(const struct http_msg *m, const char *buf, const char *name, size_t nlen,
                       const char **val, size_t *len);

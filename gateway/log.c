@@ -38,8 +38,6 @@ int log_level_parse(const char *s)
     return -1;
 }
 
-const char *log_level_name(int level) { return level_names[level]; }
-
 int log_open(const char *file)
 {
     int fd = 2;

@@ -11,7 +11,6 @@ enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 extern int log_level;
 
 int log_level_parse(const char *s);
-const char *log_level_name(int level);
 /* Open FILE (NULL: stderr). Returns EG_OK or EG_ERR with errno set. */
 int log_open(const char *file);
 int log_reopen(void);

@@ -20,6 +20,9 @@
 #include "gateway/sbuf.h"
 #include "gateway/sk.h"
 #include "gateway/stats.h"
+#include "gateway/up.h"
+#include "healthcheck/dns.h"
+#include "healthcheck/hc.h"
 #include "healthcheck/dc.h"
 
 #include <stdlib.h>
@@ -166,8 +169,11 @@ static void stats_json(struct sbuf *b)
     for (size_t i = 0; i < ARRAY_LEN(counter_fields); i++)
         sbuf_printf(b, "%s\"%s\": %lu", i ? ", " : "", counter_fields[i].name,
                     (unsigned long)field(&c, counter_fields[i].off));
-    sbuf_printf(b, ", \"held_now\": %d, \"buffers_in_use\": %lu}}\n", gw.nheld,
-                (unsigned long)buf_in_use());
+    sbuf_printf(b,
+                ", \"held_now\": %d, \"buffers_in_use\": %lu, \"pooled_connections\": %lu, "
+                "\"checks_total\": %lu, \"dns_queries_total\": %lu}}\n",
+                gw.nheld, (unsigned long)buf_in_use(), (unsigned long)up_pooled(), hc_total(),
+                dns_queries_total());
 }
 
 /* ---- Prometheus ---- */
@@ -328,6 +334,12 @@ static void metrics(struct sbuf *b)
     prom_redis(b);
     prom_head(b, "held_requests", "gauge", "requests waiting for a healthy datacenter");
     sbuf_printf(b, "edgegate_held_requests %d\n", gw.nheld);
+    prom_head(b, "pooled_connections", "gauge", "idle keep-alive connections to servers");
+    sbuf_printf(b, "edgegate_pooled_connections %lu\n", (unsigned long)up_pooled());
+    prom_head(b, "checks_total", "counter", "active health checks performed");
+    sbuf_printf(b, "edgegate_checks_total %lu\n", hc_total());
+    prom_head(b, "dns_queries_total", "counter", "DNS queries sent");
+    sbuf_printf(b, "edgegate_dns_queries_total %lu\n", dns_queries_total());
 }
 
 /* ---- HTML ---- */

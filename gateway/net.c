@@ -120,14 +120,6 @@ bool net_addr_equal(const struct net_addr *a, const struct net_addr *b)
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-int net_set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return EG_ERR;
-    return EG_OK;
-}
-
 void net_set_nodelay(int fd)
 {
     int one = 1;

@@ -32,7 +32,6 @@ int net_listen(const struct net_addr *a, int backlog, bool reuseport, char *err,
 int net_connect(const struct net_addr *a, bool nodelay);
 /* Pending error of a non-blocking connect (0 when it succeeded). */
 int net_connect_result(int fd);
-int net_set_nonblock(int fd);
 void net_set_nodelay(int fd);
 
 #endif

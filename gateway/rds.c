@@ -584,7 +584,6 @@ void rds_configure(const struct conf_redis *c)
     start();
 }
 
-bool rds_configured(void) { return R.state != RS_OFF; }
 bool rds_ready(void) { return R.state == RS_READY; }
 
 void rds_status(struct rds_status *st)

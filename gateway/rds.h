@@ -20,7 +20,6 @@ void rds_init(struct ev_loop *loop);
 /* Starts, restarts or stops using Redis as C says; a running connection is
  * kept when the settings that matter did not change. */
 void rds_configure(const struct conf_redis *c);
-bool rds_configured(void);
 /* Connected and ready for commands. */
 bool rds_ready(void);
 /* Sends a command; NULL when Redis is not ready (no callback then). */

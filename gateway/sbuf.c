@@ -42,32 +42,6 @@ void sbuf_printf(struct sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-void sbuf_json_str(struct sbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            sbuf_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            sbuf_printf(b, "\\u%04x", c);
-        else
-            sbuf_add(b, (const char *)&c, 1);
-    }
-}
-
-void sbuf_html_str(struct sbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<': sbuf_add(b, "&lt;", 4); break;
-        case '>': sbuf_add(b, "&gt;", 4); break;
-        case '&': sbuf_add(b, "&amp;", 5); break;
-        case '"': sbuf_add(b, "&quot;", 6); break;
-        default: sbuf_add(b, s, 1);
-        }
-    }
-}
-
 void sbuf_free(struct sbuf *b)
 {
     free(b->s);

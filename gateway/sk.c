@@ -165,8 +165,6 @@ void sk_ready(const struct sk *s, int revents, bool *rd, bool *wr)
     *wr = s->wr_wants_r ? r : w;
 }
 
-bool sk_pending(const struct sk *s) { return s->ssl && SSL_has_pending(s->ssl); }
-
 void sk_shutdown_wr(struct sk *s)
 {
     if (s->ssl) {

@@ -38,8 +38,6 @@ void sk_want(struct ev_loop *loop, struct sk *s, bool rd, bool wr);
 void sk_want_raw(struct ev_loop *loop, struct sk *s, int events);
 /* Translates the events of a callback into the logical directions. */
 void sk_ready(const struct sk *s, int revents, bool *rd, bool *wr);
-/* Decrypted bytes buffered inside TLS: readable without a socket event. */
-bool sk_pending(const struct sk *s);
 /* Half-close our sending side (TLS: close_notify, then TCP FIN). */
 void sk_shutdown_wr(struct sk *s);
 void sk_close(struct ev_loop *loop, struct sk *s);

@@ -74,9 +74,6 @@ static void log_connection(struct tcpc *t, const char *why)
     };
     alog_write(&r);
 }
-static size_t nactive;
-
-size_t tcp_active(void) { return nactive; }
 
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_server_io(struct ev_loop *loop, ev_io *w, int revents);
@@ -96,7 +93,6 @@ static void tcp_free(struct tcpc *t, bool abort_client, const char *why)
     if (abort_client)
         sk_abort(gw.loop, &t->c.sk);
     conn_done(&t->c);
-    nactive--;
     t->next_free = free_list;
     free_list = t;
 }
@@ -314,7 +310,6 @@ void tcp_accept(int fd, struct lsn *l, const struct net_addr *peer)
         abort();
     memset(t, 0, sizeof(*t));
     conn_init(&t->c, fd, l, peer, on_client_io, t, on_timeout);
-    nactive++;
     if (t->c.cl->accept_proxy) {
         if (!conn_proxy_trusted(&t->c)) {
             tcp_free(t, true, "proxy untrusted");

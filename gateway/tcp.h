@@ -8,6 +8,5 @@
 struct lsn;
 
 void tcp_accept(int fd, struct lsn *l, const struct net_addr *peer);
-size_t tcp_active(void);
 
 #endif

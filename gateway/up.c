@@ -44,12 +44,6 @@ void up_module_init(struct ev_loop *loop)
     ev_unref(loop); /* the purge timer alone must not keep the loop running */
 }
 
-void up_set_pool_limits(int max_idle_per_server, double timeout)
-{
-    max_idle = max_idle_per_server;
-    idle_timeout = timeout;
-}
-
 size_t up_pooled(void) { return npooled; }
 
 static struct upc *upc_alloc(void)

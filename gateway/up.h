@@ -33,6 +33,5 @@ void up_close(struct upc *u);
 /* Closes every pooled connection of S. */
 void up_pool_drain(struct srv *s);
 size_t up_pooled(void);
-void up_set_pool_limits(int max_idle_per_server, double idle_timeout);
 
 #endif

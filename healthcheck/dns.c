@@ -113,16 +113,6 @@ int dns_init(struct ev_loop *loop, char *err, size_t errlen)
     return 0;
 }
 
-void dns_shutdown(void)
-{
-    if (!ready)
-        return;
-    ready = false;
-    ares_destroy(channel); /* runs pending callbacks with ARES_EDESTRUCTION */
-    ev_timer_stop(dns_loop, &ares_tm);
-    ares_library_cleanup();
-}
-
 static void name_free(struct dns_name *n)
 {
     ev_timer_stop(dns_loop, &n->tm);

@@ -7,7 +7,6 @@
 #include "healthcheck/dc-types.h"
 
 int dns_init(struct ev_loop *loop, char *err, size_t errlen);
-void dns_shutdown(void);
 /* Resolves CS for DC from now on. Servers OLD (the same datacenter in the
  * previous generation) got from the same name are carried over at once. */
 void dns_watch(struct dc *dc, const struct conf_server *cs, const struct dc *old);
