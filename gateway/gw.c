@@ -1,4 +1,5 @@
-/* Generations, reload, the hold queue and drain.
+/* A gateway process: its start and run, generations and reload, the hold
+ * queue, and drain.
  *
  * A generation is a configuration and the datacenter objects built from it.
  * A reload builds a complete new generation next to the running one (new
@@ -8,8 +9,8 @@
 #include "gateway/gw.h"
 #include "conf/conf.h"
 #include "gateway/aff.h"
-#include "gateway/buf.h"
 #include "gateway/alog.h"
+#include "gateway/buf.h"
 #include "gateway/h1.h"
 #include "gateway/log.h"
 #include "gateway/lsn.h"

@@ -25,6 +25,8 @@
 #include "healthcheck/hc.h"
 #include "healthcheck/dc.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -500,6 +502,13 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+static bool is_loopback(const struct net_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr) >> 24) == 127;
+    return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+}
+
 static void mon_close(void)
 {
     if (lfd < 0)
@@ -525,6 +534,9 @@ int mon_apply(const struct conf *c, bool reuseport, char *err, size_t errlen)
         return EG_ERR;
     }
     mon_close();
+    if (!token[0] && !is_loopback(&c->stats_addr))
+        log_warn("stats on a non-loopback address without stats_token: anyone who can "
+                 "reach it reads it");
     lfd = fd;
     laddr = c->stats_addr;
     lreuse = reuseport;

@@ -1,9 +1,8 @@
 /* tcp mode.
  *
  * A connection goes [PROXY (header from a balancer)] -> [HANDSHAKE (client
- * TLS)] -> ROUTE (affinity lookup) ->
- * CONNECT (TCP, then TLS to the server if configured) -> STREAM, or HOLD
- * while no datacenter is healthy. Until the server sends its first byte
+ * TLS)] -> ROUTE (affinity lookup) -> CONNECT (TCP, then TLS to the server
+ * if configured) -> STREAM, or HOLD while no datacenter is healthy. Until the server sends its first byte
  * every byte sent to it stays in c2s (between head and head + c2s_sent), so
  * that a failed connect, or a reset or close before the server spoke, can be
  * replayed on the next server or datacenter without the client noticing.
@@ -28,7 +27,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 enum tcp_state { TCP_PROXY, TCP_HANDSHAKE, TCP_ROUTE, TCP_HOLD, TCP_CONNECT, TCP_STREAM };
 

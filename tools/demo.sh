@@ -5,8 +5,11 @@ set -e
 cd "$(dirname "$0")/.."
 
 pids=""
+gateway=""
 stop() {
     trap - EXIT INT TERM
+    # The gateway first: it drains while what it talks to is still there.
+    [ -n "$gateway" ] && kill "$gateway" 2>/dev/null && wait "$gateway" 2>/dev/null
     [ -n "$pids" ] && kill $pids 2>/dev/null
     wait 2>/dev/null
     exit 0
@@ -36,7 +39,8 @@ start build/dcsim --name ams --listen 127.0.0.1:9001 --delay 2ms
 start build/dcsim --name fra --listen 127.0.0.1:9002 --delay 15ms
 start build/dcsim --name lon --listen 127.0.0.1:9003 --delay 40ms
 sleep 0.3
-start build/edgegate -f -c $conf
+build/edgegate -f -c $conf &
+gateway=$!
 sleep 0.5
 
 cat <<MSG
