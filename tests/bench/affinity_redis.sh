@@ -7,10 +7,7 @@
 set -e
 cd "$(dirname "$0")/../.."
 secs=${1:-5}; conns=${2:-50}; rounds=${3:-2}; sessions=${4:-1000}
-dir=$(mktemp -d)
-pids=""
-trap 'kill $pids 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. tests/bench/common.sh
 DC=$(port); RP=$(port); MEM=$(port); RED=$(port); SP=$(port)
 
 build/dcsim --name ams --listen 127.0.0.1:$DC >/dev/null & pids="$pids $!"

@@ -6,10 +6,7 @@
 set -e
 cd "$(dirname "$0")/../.."
 kind=${1:-http}; n=${2:-1000}; secs=${3:-20}
-dir=$(mktemp -d)
-pids=""
-trap 'kill $pids 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. tests/bench/common.sh
 DC=$(port); LP=$(port); SP=$(port)
 extra=""
 [ "$kind" = tls ] && { openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=x \

@@ -6,11 +6,8 @@
 set -e
 cd "$(dirname "$0")/../.."
 secs=${1:-5}; conns=${2:-50}; rounds=${3:-2}
-dir=$(mktemp -d)
-pids=""
-trap 'kill $pids 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
+. tests/bench/common.sh
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DC=$(port); EG=$(port); HA=$(port)
 
 build/dcsim --name ams --listen 127.0.0.1:$DC >/dev/null & pids="$pids $!"

@@ -7,10 +7,7 @@
 set -e
 cd "$(dirname "$0")/../.."
 secs=${1:-5}; rounds=${2:-2}
-dir=$(mktemp -d)
-pids=""
-trap 'kill $pids 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. tests/bench/common.sh
 DC=$(port); EG=$(port); HA=$(port)
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=bench.test \
