@@ -373,28 +373,43 @@ static void on_connect(const redisAsyncContext *ac, int status)
     send_cmd(1, ping, plen, on_handshake_done, NULL);
 }
 
-static void connect_to(const struct net_addr *a)
+/* Opens an asynchronous connection to A, set up as every connection of ours
+ * is: replies built with our constructors, on our loop, CONNECTED called
+ * back, bounded by the connect timer. NULL (WHY says why) when it failed at
+ * once. */
+static redisAsyncContext *open_conn(const struct net_addr *a, redisConnectCallback *connected,
+                                    char *why, size_t whylen)
 {
     char ip[64];
     net_ip_str((const struct sockaddr *)&a->ss, ip, sizeof(ip));
-    net_addr_str(a, R.server, sizeof(R.server));
     redisAsyncContext *ac = redisAsyncConnect(ip, net_addr_port(a));
     if (!ac || ac->err) {
-        log_failure("redis: cannot connect to %s: %s", R.server, ac ? ac->errstr : "out of memory");
+        snprintf(why, whylen, "%s", ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
-        retry_later();
-        return;
+        return NULL;
     }
-    R.ac = ac;
     ac->c.reader->fn = rds_reply_functions();
     redisLibevAttach(R.loop, ac);
-    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetConnectCallback(ac, connected);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    set_state(RS_CONNECTING);
     ev_timer_stop(R.loop, &R.conn_tm);
     ev_timer_set(&R.conn_tm, CONNECT_TIMEOUT, 0);
     ev_timer_start(R.loop, &R.conn_tm);
+    return ac;
+}
+
+static void connect_to(const struct net_addr *a)
+{
+    net_addr_str(a, R.server, sizeof(R.server));
+    char why[128];
+    R.ac = open_conn(a, on_connect, why, sizeof(why));
+    if (!R.ac) {
+        log_failure("redis: cannot connect to %s: %s", R.server, why);
+        retry_later();
+        return;
+    }
+    set_state(RS_CONNECTING);
 }
 
 static void on_primary_resolved(void *ctx, const struct net_addr *a)
@@ -494,23 +509,10 @@ static void on_sentinel_resolved(void *ctx, const struct net_addr *a)
         sentinel_next("does not resolve");
         return;
     }
-    char ip[64];
-    net_ip_str((const struct sockaddr *)&a->ss, ip, sizeof(ip));
-    redisAsyncContext *sac = redisAsyncConnect(ip, net_addr_port(a));
-    if (!sac || sac->err) {
-        if (sac)
-            redisAsyncFree(sac);
-        sentinel_next("cannot connect");
-        return;
-    }
-    R.sac = sac;
-    sac->c.reader->fn = rds_reply_functions();
-    redisLibevAttach(R.loop, sac);
-    redisAsyncSetConnectCallback(sac, on_sentinel_connect);
-    redisAsyncSetDisconnectCallback(sac, on_disconnect);
-    ev_timer_stop(R.loop, &R.conn_tm);
-    ev_timer_set(&R.conn_tm, CONNECT_TIMEOUT, 0);
-    ev_timer_start(R.loop, &R.conn_tm);
+    char why[128];
+    R.sac = open_conn(a, on_sentinel_connect, why, sizeof(why));
+    if (!R.sac)
+        sentinel_next(why);
 }
 
 static void start(void)
