@@ -13,23 +13,24 @@ DESTDIR ?=
 
 B := build
 
-CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) \
-            $(wildcard healthcheck/*.c) conf/conf.c
+# The layers, lowest first (see tools/check-layers.sh).
+LAYERS   := base proto conf healthcheck gateway/balance gateway/ops gateway/proxy gateway/process
+CORE_SRC := $(filter-out gateway/process/main.c,$(foreach d,$(LAYERS),$(wildcard $(d)/*.c)))
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
-MAIN_OBJ := $(B)/obj/gateway/main.o
+MAIN_OBJ := $(B)/obj/gateway/process/main.o
 DCSIM_SRC := $(wildcard tests/dcsim/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
-HDRS := $(wildcard gateway/*.h healthcheck/*.h conf/*.h) $(B)/gen/mon-page.inc
+HDRS := $(foreach d,$(LAYERS),$(wildcard $(d)/*.h)) $(B)/gen/stats_page.inc
 
-.PHONY: all run test unit e2e fuzz fuzz-smoke asan install deb clean deps-build deps-test
+.PHONY: all run test unit e2e fuzz fuzz-smoke asan install deb clean deps-build deps-test layers
 
 all: $(B)/edgegate $(B)/dcsim
 
 # The stats page is an HTML file, compiled in as a C string.
-$(B)/gen/mon-page.inc: gateway/mon-page.html
+$(B)/gen/stats_page.inc: gateway/ops/stats_page.html
 	@mkdir -p $(dir $@)
 	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< > $@
 
@@ -56,9 +57,9 @@ $(B)/unit/%: tests/unit/%.c $(B)/libedgegate.a
 # Sanitizer build of the daemon: the end-to-end suite can run against it
 # (EG_BIN=build/asan/edgegate).
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-$(B)/asan/edgegate: $(CORE_SRC) gateway/main.c $(HDRS)
+$(B)/asan/edgegate: $(CORE_SRC) gateway/process/main.c $(HDRS)
 	@mkdir -p $(B)/asan
-	$(CC) $(filter-out -O2,$(CFLAGS)) $(SAN) -o $@ $(CORE_SRC) gateway/main.c $(LDLIBS)
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(SAN) -o $@ $(CORE_SRC) gateway/process/main.c $(LDLIBS)
 
 asan: $(B)/asan/edgegate
 
@@ -74,6 +75,10 @@ deps-build:
 
 deps-test:
 	@tools/deps.sh test
+
+# Fails on an include or a call that points up a layer.
+layers: $(B)/libedgegate.a
+	@/usr/bin/python3 tools/check-layers.py $(B)/obj $(LAYERS)
 
 unit: $(UNIT_BIN)
 	@tools/run-unit.sh $(UNIT_BIN)
@@ -95,6 +100,7 @@ e2e: all $(B)/asan/edgegate
 
 test: deps-test
 	$(MAKE) all
+	$(MAKE) layers
 	$(MAKE) unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) e2e

@@ -1,9 +1,9 @@
 /* The parsed configuration. Every structure below lives in the arena of its
  * struct conf and is freed with it; a reload builds a whole new tree. */
-#ifndef EG_CONF_TYPES_H
-#define EG_CONF_TYPES_H
+#ifndef EG_CONF_CONF_TYPES_H
+#define EG_CONF_CONF_TYPES_H
 
-#include "gateway/net.h"
+#include "base/net.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -146,7 +146,7 @@ struct conf {
     struct conf_listener *lsns;
     int nlsns;
     struct conf_redis redis;
-    int access_log;             /* enum alog_format */
+    int access_log;             /* enum access_log_format */
     char *user;                 /* drop root for this user after binding */
     char *pid_file;
     size_t affinity_size;       /* in-memory affinity (no redis block) */

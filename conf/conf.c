@@ -8,8 +8,9 @@
  * (every error is reported as FILE:LINE: message), and never trusts its input:
  * it is fuzzed. */
 #include "conf/conf.h"
-#include "gateway/log.h"
-#include "gateway/util.h"
+#include "base/alloc.h"
+#include "base/log.h"
+#include "base/util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -41,9 +42,7 @@ static void *arena_alloc(struct conf_arena **ap, size_t n)
     struct conf_arena *a = *ap;
     if (!a || a->cap - a->used < n) {
         size_t cap = MAX(n, (size_t)16384);
-        struct conf_arena *na = malloc(sizeof(*na) + cap);
-        if (!na)
-            abort();
+        struct conf_arena *na = eg_malloc(sizeof(*na) + cap);
         na->next = a;
         na->used = 0;
         na->cap = cap;
@@ -101,9 +100,7 @@ static void errs_add(struct conf_errs *e, const char *file, int line, const char
     size_t len = strlen(msg);
     if (e->len + len + 2 > e->cap) {
         size_t cap = MAX(e->cap * 2, e->len + len + 256);
-        char *t = realloc(e->text, cap);
-        if (!t)
-            abort();
+        char *t = eg_realloc(e->text, cap);
         e->text = t;
         e->cap = cap;
     }
@@ -193,9 +190,7 @@ static struct tok lex_quoted(struct parser *p)
     struct tok t = {.type = TOK_WORD, .line = p->line};
     char q = *p->p++;
     size_t cap = 64, n = 0;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        abort();
+    char *tmp = eg_malloc(cap);
     while (p->p < p->end && *p->p != q) {
         char c = *p->p++;
         if (c == '\n')
@@ -217,9 +212,7 @@ static struct tok lex_quoted(struct parser *p)
         }
         if (n + 1 >= cap) {
             cap *= 2;
-            char *nt = realloc(tmp, cap);
-            if (!nt)
-                abort();
+            char *nt = eg_realloc(tmp, cap);
             tmp = nt;
         }
         tmp[n++] = c;
@@ -1390,9 +1383,7 @@ static void parse_block(struct parser *p, int ctx, void *obj, int depth, int ope
             skip_block(p);
             continue;
         }
-        struct stmt *st = calloc(1, sizeof(*st));
-        if (!st)
-            abort();
+        struct stmt *st = eg_calloc(1, sizeof(*st));
         st->name = t.s;
         st->line = t.line;
         st->obj = obj;
@@ -1526,7 +1517,7 @@ struct conf *conf_load(const char *file, struct conf_errs *errs)
         return NULL;
     }
     size_t len = (size_t)sb.st_size;
-    char *buf = malloc(len + 1);
+    char *buf = eg_malloc(len + 1);
     size_t got = 0;
     while (buf && got < len) {
         ssize_t r = read(fd, buf + got, len - got);
@@ -1535,8 +1526,6 @@ struct conf *conf_load(const char *file, struct conf_errs *errs)
         got += (size_t)r;
     }
     close(fd);
-    if (!buf)
-        abort();
     struct conf *c = conf_parse(file, buf, got, errs);
     free(buf);
     return c;

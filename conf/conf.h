@@ -1,6 +1,6 @@
 /* Configuration: an nginx-like file parsed by a table of directives. */
-#ifndef EG_CONF_H
-#define EG_CONF_H
+#ifndef EG_CONF_CONF_H
+#define EG_CONF_CONF_H
 
 #include "conf/conf-types.h"
 

@@ -2,7 +2,7 @@
  * and body, fed in pieces whose sizes come from the first input byte, and the
  * result must equal the result of parsing it in one piece. Then the same
  * bytes are parsed as a response. */
-#include "gateway/http.h"
+#include "proto/http.h"
 
 #include <stdlib.h>
 #include <string.h>

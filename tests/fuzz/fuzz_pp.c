@@ -1,7 +1,7 @@
 /* libFuzzer target: the PROXY protocol parser. Any input is accepted,
  * refused or asks for more; an accepted header has a length within the input
  * and, rebuilt from what was parsed, parses again to the same addresses. */
-#include "gateway/pp.h"
+#include "proto/proxy_protocol.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,8 +3,8 @@
  * every reply it builds, however odd (nested arrays, nil, errors, huge or
  * binary strings), goes through the affinity script's reply interpretation,
  * which must accept only the exact expected shape. */
-#include "gateway/aff.h"
-#include "gateway/rds.h"
+#include "gateway/balance/affinity.h"
+#include "gateway/balance/redis.h"
 
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-    redisReader *r = redisReaderCreateWithFunctions(rds_reply_functions());
+    redisReader *r = redisReaderCreateWithFunctions(redis_reply_functions());
     if (!r)
         return 0;
     redisReaderFeed(r, (const char *)data, size);
@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         void *reply = NULL;
         if (redisReaderGetReply(r, &reply) != REDIS_OK || !reply)
             break;
-        struct aff_answer a;
-        if (aff_parse_reply(reply, &a)) {
+        struct affinity_answer a;
+        if (affinity_parse_reply(reply, &a)) {
             /* An accepted answer names a datacenter in printable ASCII. */
             size_t n = strlen(a.dc);
             if (n == 0 || n >= sizeof(a.dc) || strlen(a.home) >= sizeof(a.home))

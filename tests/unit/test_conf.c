@@ -2,8 +2,8 @@
  * message naming the directive), defaults, robustness against garbage and
  * mutated files, and the duration and size value parsers. */
 #include "conf/conf.h"
-#include "gateway/log.h"
-#include "gateway/util.h"
+#include "base/log.h"
+#include "base/util.h"
 
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,8 +1,8 @@
 /* Unit tests of gateway/http.c: request and response heads, body framing,
  * incremental parsing at every split, and the strict rejections that keep
  * two parsers from disagreeing on framing (request smuggling). */
-#include "gateway/http.h"
-#include "gateway/util.h"
+#include "proto/http.h"
+#include "base/util.h"
 
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* Unit tests of gateway/route.c over datacenters and servers built by hand:
  * nearest datacenter (priority, RTT, hysteresis), affinity, failover order,
  * smooth weighted round-robin and rendezvous hashing. */
-#include "gateway/route.h"
+#include "gateway/balance/route.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +19,7 @@ struct world {
     struct gen g;
     struct dc *dcs[MAX_DCS];
     struct conf_listener cl;
-    int lsn_dcs[MAX_DCS];
+    int listener_dcs[MAX_DCS];
 };
 
 static struct world *world_new(void)
@@ -27,7 +27,7 @@ static struct world *world_new(void)
     struct world *w = calloc(1, sizeof(*w));
     assert_non_null(w);
     w->g.dcs = w->dcs;
-    w->cl.dcs = w->lsn_dcs;
+    w->cl.dcs = w->listener_dcs;
     w->cl.retries = 2;
     return w;
 }
@@ -63,7 +63,7 @@ static struct dc *add_dc(struct world *w, const char *name, int priority, double
     }
     dc->nup = nsrvs;
     w->dcs[w->g.ndcs] = dc;
-    w->lsn_dcs[w->g.ndcs] = dc->idx;
+    w->listener_dcs[w->g.ndcs] = dc->idx;
     w->g.ndcs++;
     w->cl.ndcs = w->g.ndcs;
     return dc;
@@ -217,7 +217,7 @@ static void only_listed_dcs_are_considered(void **state)
     struct world *w = world_new();
     add_dc(w, "a", 1, 1, 1);
     struct dc *b = add_dc(w, "b", 1, 50, 1);
-    w->lsn_dcs[0] = b->idx;
+    w->listener_dcs[0] = b->idx;
     w->cl.ndcs = 1;
     assert_ptr_equal(route_nearest(&w->g, &w->cl), b);
     struct route r;

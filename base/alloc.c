@@ -1,0 +1,56 @@
+#include "base/alloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *checked(void *p, size_t n)
+{
+    if (!p && n) {
+        fprintf(stderr, "edgegate: out of memory (%zu bytes)\n", n);
+        abort();
+    }
+    return p;
+}
+
+void *eg_malloc(size_t n) { return checked(malloc(n), n); }
+void *eg_calloc(size_t n, size_t size) { return checked(calloc(n, size), n * size); }
+void *eg_realloc(void *p, size_t n) { return checked(realloc(p, n), n); }
+char *eg_strndup(const char *s, size_t n) { return checked(strndup(s, n), n + 1); }
+
+void *pool_get(struct pool *p)
+{
+    void *obj = p->free;
+    if (obj) {
+        memcpy(&p->free, obj, sizeof(void *));
+        p->nfree--;
+    } else {
+        obj = eg_malloc(p->size);
+    }
+    p->live++;
+    return obj;
+}
+
+void pool_put(struct pool *p, void *obj)
+{
+    if (!obj)
+        return;
+    p->live--;
+    if (p->nfree >= p->max_free) {
+        free(obj);
+        return;
+    }
+    memcpy(obj, &p->free, sizeof(void *));
+    p->free = obj;
+    p->nfree++;
+}
+
+void pool_trim(struct pool *p)
+{
+    while (p->free) {
+        void *obj = p->free;
+        memcpy(&p->free, obj, sizeof(void *));
+        free(obj);
+    }
+    p->nfree = 0;
+}

@@ -1,0 +1,37 @@
+/* Socket helpers in the manner of redis' anet.c: they return EG_OK/EG_ERR
+ * (or a descriptor) and write a message into the caller's buffer instead of
+ * logging; the caller knows the context and logs once. */
+#ifndef EG_BASE_NET_H
+#define EG_BASE_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct net_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+/* Parses "IP:PORT", "[IPv6]:PORT" or "*:PORT" (any IPv4 address). */
+int net_parse_addr(const char *s, struct net_addr *a, char *err, size_t errlen);
+/* Splits "HOST:PORT" or "[HOST]:PORT" into its parts; HOST may be a name. */
+int net_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port,
+                       char *err, size_t errlen);
+/* Formats an address as "IP:PORT" / "[IPv6]:PORT". */
+const char *net_addr_str(const struct net_addr *a, char *buf, size_t len);
+/* Formats only the IP. */
+const char *net_ip_str(const struct sockaddr *sa, char *buf, size_t len);
+bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
+uint16_t net_addr_port(const struct net_addr *a);
+void net_addr_set_port(struct net_addr *a, uint16_t port);
+
+int net_listen(const struct net_addr *a, int backlog, bool reuseport, char *err, size_t errlen);
+/* Starts a non-blocking connect; returns the descriptor (connected or in
+ * progress) or -1 with errno set. NODELAY: for sockets that carry data. */
+int net_connect(const struct net_addr *a, bool nodelay);
+/* Pending error of a non-blocking connect (0 when it succeeded). */
+int net_connect_result(int fd);
+void net_set_nodelay(int fd);
+
+#endif

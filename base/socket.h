@@ -1,0 +1,47 @@
+/* A socket endpoint: a descriptor, its libev watcher and, optionally, a TLS
+ * session. Reads and writes hide the difference between plain TCP and TLS,
+ * including TLS' cross wants (a read that needs the socket writable). */
+#ifndef EG_BASE_SOCKET_H
+#define EG_BASE_SOCKET_H
+
+#include <ev.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define SK_AGAIN (-1)   /* would block: wait for the events sk_want() asks for */
+#define SK_ERROR (-2)   /* connection failed: sk.err holds errno (0 for TLS errors) */
+
+struct sk {
+    int fd;
+    SSL *ssl;
+    ev_io io;
+    unsigned char ev;           /* events the watcher is registered for */
+    unsigned char rd_wants_w:1; /* TLS read blocked until writable */
+    unsigned char wr_wants_r:1; /* TLS write blocked until readable */
+    unsigned char hs_ev;        /* events a pending TLS handshake waits for */
+    int err;
+};
+
+void sk_init(struct sk *s, int fd, void (*cb)(struct ev_loop *, ev_io *, int), void *data);
+/* > 0 bytes read, 0 at end of stream, SK_AGAIN or SK_ERROR. */
+ssize_t sk_read(struct sk *s, void *buf, size_t len);
+/* > 0 bytes written, SK_AGAIN or SK_ERROR. */
+ssize_t sk_writev(struct sk *s, const struct iovec *iov, int n);
+ssize_t sk_write(struct sk *s, const void *buf, size_t len);
+/* Drives a TLS handshake: 1 when done, SK_AGAIN (wait for s->hs_ev) or SK_ERROR. */
+int sk_handshake(struct sk *s);
+/* Registers interest: the logical directions are mapped onto the socket
+ * events TLS actually waits for. Only touches the watcher when it changes. */
+void sk_want(struct ev_loop *loop, struct sk *s, bool rd, bool wr);
+void sk_want_raw(struct ev_loop *loop, struct sk *s, int events);
+/* Translates the events of a callback into the logical directions. */
+void sk_ready(const struct sk *s, int revents, bool *rd, bool *wr);
+/* Half-close our sending side (TLS: close_notify, then TCP FIN). */
+void sk_shutdown_wr(struct sk *s);
+void sk_close(struct ev_loop *loop, struct sk *s);
+/* Close with RST instead of FIN: for connections we abort. */
+void sk_abort(struct ev_loop *loop, struct sk *s);
+
+#endif

@@ -1,0 +1,40 @@
+/* TLS with OpenSSL 3: listener contexts (certificates chosen by SNI, ALPN,
+ * resumption by session cache and by tickets with rotating keys) and client
+ * contexts for TLS to servers. */
+#ifndef EG_BASE_TLS_H
+#define EG_BASE_TLS_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+
+struct tls_lsn;
+
+/* Once per process, before any context. */
+int tls_init(char *err, size_t errlen);
+
+/* A listener's contexts, for NCERTS certificates added next (the first is
+ * the default); HTTP: offer ALPN http/1.1. */
+struct tls_lsn *tls_lsn_new(int ncerts, bool http);
+/* Adds a certificate chain and its key. On error ERR says what is wrong;
+ * *UNREADABLE tells a file that could not be read (a runtime failure) from
+ * a bad one (configuration). */
+int tls_lsn_add_cert(struct tls_lsn *t, const char *cert, const char *key, char *err,
+                     size_t errlen, bool *unreadable);
+void tls_lsn_free(struct tls_lsn *t);
+SSL *tls_lsn_ssl(struct tls_lsn *t, int fd);
+/* The server name a client asked for, NULL without SNI. */
+const char *tls_sni(SSL *ssl);
+
+/* TLS towards a server: a context verifying against VERIFY_CA (NULL: no
+ * verification), or NULL with ERR set. */
+SSL_CTX *tls_client_ctx(const char *verify_ca, char *err, size_t errlen);
+/* A client session on FD, sending SNI (may be NULL) and checking the
+ * certificate against CHECK (a name, or an IP address when CHECK_IP; NULL:
+ * no name check). */
+SSL *tls_client_ssl(SSL_CTX *ctx, int fd, const char *sni, const char *check, bool check_ip);
+
+/* Counts a finished client handshake (and whether it resumed a session). */
+void tls_count_handshake(SSL *ssl);
+void tls_count_failure(void);
+
+#endif

@@ -1,0 +1,217 @@
+#include "gateway/balance/route.h"
+
+#include <string.h>
+
+/* A new nearest datacenter must beat the current one by both margins, so
+ * that measurement noise does not flap new sessions between two sites. */
+#define HYST_REL 0.2
+#define HYST_ABS_MS 1.0
+
+static bool dc_listed(const struct conf_listener *cl, const struct dc *dc)
+{
+    for (int i = 0; i < cl->ndcs; i++)
+        if (cl->dcs[i] == dc->idx)
+            return true;
+    return false;
+}
+
+static bool dc_excluded(const struct route *r, const struct dc *dc)
+{
+    if (!r)
+        return false;
+    for (int i = 0; i < r->nleft; i++)
+        if (r->dcs_left[i] == dc)
+            return true;
+    return false;
+}
+
+static int up_weight(const struct dc *dc)
+{
+    int w = 0;
+    for (int i = 0; i < dc->nsrvs; i++)
+        if (dc->srvs[i]->up)
+            w += dc->srvs[i]->weight;
+    return w;
+}
+
+/* Is A nearer than B? Unknown RTTs (no checks yet) compare equal. */
+static bool nearer(const struct dc *a, const struct dc *b)
+{
+    if (a->leader != b->leader)
+        return a->leader;
+    if (a->rtt_ms >= 0 && b->rtt_ms >= 0 && a->rtt_ms != b->rtt_ms)
+        return a->rtt_ms < b->rtt_ms;
+    int wa = up_weight(a), wb = up_weight(b);
+    if (wa != wb)
+        return wa > wb;
+    return a->idx < b->idx;
+}
+
+static struct dc *nearest(const struct gen *g, const struct conf_listener *cl,
+                          const struct route *r)
+{
+    struct dc *best = NULL;
+    for (int i = 0; i < cl->ndcs; i++) {
+        struct dc *dc = g->dcs[cl->dcs[i]];
+        if (!dc->healthy || dc_excluded(r, dc))
+            continue;
+        if (!best || dc->cd->priority < best->cd->priority ||
+            (dc->cd->priority == best->cd->priority && nearer(dc, best)))
+            best = dc;
+    }
+    return best;
+}
+
+struct dc *route_nearest(const struct gen *g, const struct conf_listener *cl)
+{
+    return nearest(g, cl, NULL);
+}
+
+bool route_any_healthy(const struct gen *g, const struct conf_listener *cl)
+{
+    return nearest(g, cl, NULL) != NULL;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static uint64_t hrw_score(const char *key, size_t len, const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, then a finalizer */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 0x100000001b3ULL;
+    h = (h ^ 0xff) * 0x100000001b3ULL;
+    for (const char *s = name; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return mix64(h);
+}
+
+struct dc *route_hrw(const struct gen *g, const struct conf_listener *cl, const char *key,
+                     size_t len)
+{
+    struct dc *first = nearest(g, cl, NULL);
+    if (!first)
+        return NULL;
+    struct dc *best = NULL;
+    uint64_t best_score = 0;
+    for (int i = 0; i < cl->ndcs; i++) {
+        struct dc *dc = g->dcs[cl->dcs[i]];
+        if (!dc->healthy || dc->cd->priority != first->cd->priority)
+            continue;
+        uint64_t sc = hrw_score(key, len, dc->name);
+        if (!best || sc > best_score) {
+            best = dc;
+            best_score = sc;
+        }
+    }
+    return best;
+}
+
+static bool srv_tried(const struct route *r, const struct srv *s)
+{
+    for (int i = 0; i < r->ntried; i++)
+        if (r->tried[i] == s)
+            return true;
+    return false;
+}
+
+/* Smooth weighted round-robin (as nginx): every candidate gains its weight,
+ * the richest is chosen and pays the total. Spreads even uneven weights
+ * evenly over time. */
+static struct srv *pick_server(struct dc *dc, struct route *r)
+{
+    struct srv *best = NULL;
+    int total = 0;
+    for (int i = 0; i < dc->nsrvs; i++) {
+        struct srv *s = dc->srvs[i];
+        if (!s->up || srv_tried(r, s))
+            continue;
+        s->cur_weight += s->weight;
+        total += s->weight;
+        if (!best || s->cur_weight > best->cur_weight)
+            best = s;
+    }
+    if (best) {
+        best->cur_weight -= total;
+        r->tried[r->ntried++] = best;
+    }
+    return best;
+}
+
+struct srv *route_first(const struct gen *g, const struct conf_listener *cl, struct dc *dc,
+                        struct route *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (!dc || !dc->healthy || !dc_listed(cl, dc))
+        dc = nearest(g, cl, NULL);
+    if (!dc)
+        return NULL;
+    r->dc = dc;
+    struct srv *s = pick_server(dc, r);
+    return s ? s : route_next(g, cl, r);
+}
+
+struct srv *route_next(const struct gen *g, const struct conf_listener *cl, struct route *r)
+{
+    while (r->ntried < (int)ARRAY_LEN(r->tried) && r->nleft < (int)ARRAY_LEN(r->dcs_left)) {
+        if (r->dc) {
+            struct srv *s = pick_server(r->dc, r);
+            if (s)
+                return s;
+            r->dcs_left[r->nleft++] = r->dc;
+        }
+        r->dc = nearest(g, cl, r);
+        if (!r->dc)
+            return NULL;
+    }
+    return NULL;
+}
+
+void route_update_leaders(const struct gen *g)
+{
+    for (int i = 0; i < g->ndcs; i++) {
+        struct dc *cur = g->dcs[i];
+        if (!cur->leader)
+            continue;
+        /* The leader of this tier: challenged by the nearest healthy peer. */
+        struct dc *best = NULL;
+        for (int k = 0; k < g->ndcs; k++) {
+            struct dc *d = g->dcs[k];
+            if (d == cur || !d->healthy || d->rtt_ms < 0 || d->cd->priority != cur->cd->priority)
+                continue;
+            if (!best || d->rtt_ms < best->rtt_ms)
+                best = d;
+        }
+        bool beaten = best && (!cur->healthy || cur->rtt_ms < 0 ||
+                               (best->rtt_ms < cur->rtt_ms * (1 - HYST_REL) &&
+                                best->rtt_ms < cur->rtt_ms - HYST_ABS_MS));
+        if (beaten) {
+            cur->leader = false;
+            best->leader = true;
+        }
+    }
+    /* Tiers without a leader get their nearest healthy datacenter. */
+    for (int i = 0; i < g->ndcs; i++) {
+        struct dc *d = g->dcs[i];
+        if (d->leader || !d->healthy || d->rtt_ms < 0)
+            continue;
+        bool tier_has_leader = false;
+        struct dc *best = d;
+        for (int k = 0; k < g->ndcs; k++) {
+            struct dc *o = g->dcs[k];
+            if (o->cd->priority != d->cd->priority)
+                continue;
+            tier_has_leader |= o->leader;
+            if (o->healthy && o->rtt_ms >= 0 && o->rtt_ms < best->rtt_ms)
+                best = o;
+        }
+        if (!tier_has_leader)
+            best->leader = true;
+    }
+}

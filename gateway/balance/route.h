@@ -1,0 +1,35 @@
+/* Server selection: the session's datacenter while healthy, otherwise the
+ * nearest healthy one (priority, then measured RTT with hysteresis, then
+ * weight); inside a datacenter smooth weighted round-robin; after a failure
+ * the next server, then the next datacenter. */
+#ifndef EG_GATEWAY_BALANCE_ROUTE_H
+#define EG_GATEWAY_BALANCE_ROUTE_H
+
+#include "gateway/balance/generation.h"
+
+/* One request's (or connection's) way through servers and datacenters. */
+struct route {
+    struct dc *dc;              /* datacenter of the current attempt */
+    struct srv *tried[CONF_MAX_RETRIES + 1];
+    struct dc *dcs_left[CONF_MAX_RETRIES + 1];
+    int ntried, nleft;
+};
+
+/* The datacenter a new session goes to, NULL when none of the listener's
+ * datacenters is healthy. */
+struct dc *route_nearest(const struct gen *g, const struct conf_listener *cl);
+/* Rendezvous hashing of a session key over the healthy datacenters of the
+ * best priority: gateways that cannot share state still agree. */
+struct dc *route_hrw(const struct gen *g, const struct conf_listener *cl, const char *key,
+                     size_t len);
+/* The first server, in DC when it is healthy (else the nearest). NULL when
+ * no datacenter can take it. */
+struct srv *route_first(const struct gen *g, const struct conf_listener *cl, struct dc *dc,
+                        struct route *r);
+/* The next server after the current one failed. */
+struct srv *route_next(const struct gen *g, const struct conf_listener *cl, struct route *r);
+/* Recomputes each priority tier's nearest datacenter after RTT changes. */
+void route_update_leaders(const struct gen *g);
+bool route_any_healthy(const struct gen *g, const struct conf_listener *cl);
+
+#endif

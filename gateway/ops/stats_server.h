@@ -1,0 +1,14 @@
+/* The monitoring endpoint: HTML status page, JSON, Prometheus, health. */
+#ifndef EG_GATEWAY_OPS_STATS_SERVER_H
+#define EG_GATEWAY_OPS_STATS_SERVER_H
+
+#include "conf/conf-types.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Opens, moves or closes the endpoint to match C. REUSEPORT: workers share
+ * the address. */
+int stats_server_apply(const struct conf *c, bool reuseport, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,260 @@
+/* A gateway process: its start and run, generations and reload, the hold
+ * queue, and drain.
+ *
+ * A generation is a configuration and the datacenter objects built from it.
+ * A reload builds a complete new generation next to the running one (new
+ * sockets included) and only then switches; any failure leaves the running
+ * generation untouched. Servers that keep their datacenter and address
+ * inherit their health state and RTT, so a reload never flaps a datacenter. */
+#include "gateway/process/gateway.h"
+#include "gateway/balance/generation.h"
+#include "gateway/proxy/hold.h"
+#include "base/alloc.h"
+#include "conf/conf.h"
+#include "gateway/balance/affinity.h"
+#include "gateway/ops/access_log.h"
+#include "base/buffer.h"
+#include "gateway/proxy/http_session.h"
+#include "base/log.h"
+#include "gateway/proxy/listener.h"
+#include "gateway/ops/stats_server.h"
+#include "gateway/process/privileges.h"
+#include "gateway/balance/route.h"
+#include "base/counters.h"
+#include "base/tls.h"
+#include "gateway/proxy/upstream.h"
+#include "healthcheck/datacenter.h"
+#include "healthcheck/server_dns.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *conf_file;
+
+static void on_dc_change(struct dc *dc)
+{
+    route_update_leaders(gw.gen);
+    if (dc->healthy)
+        hold_wake_all();
+}
+
+static void on_server_removed(struct srv *s) { upstream_pool_drain(s); }
+
+static void gw_init(struct ev_loop *loop, const char *file)
+{
+    gw.loop = loop;
+    conf_file = file;
+    gw.started = ev_time();
+    dc_on_change = on_dc_change;
+    dc_on_server_removed = on_server_removed;
+}
+
+/* ---- start and reload ---- */
+
+static int gw_start(struct conf *c)
+{
+    struct conf_errs errs = {0};
+    bool unreadable = false;
+    struct gen *g = gen_create(c, NULL, &errs, &unreadable);
+    if (!g) {
+        conf_errs_log(&errs);
+        conf_errs_free(&errs);
+        return unreadable ? 2 : 1;
+    }
+    char err[EG_ERRLEN * 2];
+    if (listener_prepare(g, err, sizeof(err)) != EG_OK) {
+        log_err("%s", err);
+        gen_retire(g);
+        gen_unref(g);
+        return 2;
+    }
+    if (stats_server_apply(c, gw.workers > 1, err, sizeof(err)) != EG_OK) {
+        log_err("%s", err);
+        listener_abort();
+        gen_retire(g);
+        gen_unref(g);
+        return 2;
+    }
+    gw.gen = g;
+    gen_activate(g);
+    listener_commit(g);
+    affinity_configure(c);
+    access_log_format = c->access_log;
+    return 0;
+}
+
+struct conf *gw_load_checked(const char *file, struct conf_errs *errs)
+{
+    bool unreadable = false;
+    struct conf *c = conf_load(file, errs);
+    if (c && gen_check_tls(c, errs, &unreadable) != EG_OK) {
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void gw_reload_failed(struct conf_errs *errs, const char *what)
+{
+    conf_errs_log(errs);
+    conf_errs_free(errs);
+    counters->reload_failures_total++;
+    log_err("reload failed: %s", what);
+}
+
+void gw_reload(void)
+{
+    struct conf_errs errs = {0};
+    log_info("reloading %s", conf_file);
+    struct conf *c = conf_load(conf_file, &errs);
+    if (!c) {
+        gw_reload_failed(&errs, "still running the previous configuration");
+        return;
+    }
+    if (c->buffer_size != gw.gen->conf->buffer_size)
+        log_warn("buffer_size changes take effect at the next restart");
+    bool unreadable = false;
+    struct gen *g = gen_create(c, gw.gen, &errs, &unreadable); /* loads certificates */
+    if (!g) {
+        gw_reload_failed(&errs, "still running the previous configuration");
+        return;
+    }
+    char err[EG_ERRLEN * 2];
+    bool listener_ok = listener_prepare(g, err, sizeof(err)) == EG_OK;
+    if (!listener_ok || stats_server_apply(c, gw.workers > 1, err, sizeof(err)) != EG_OK) {
+        if (listener_ok)
+            listener_abort();
+        log_err("%s", err);
+        log_err("reload failed: still running the previous configuration");
+        counters->reload_failures_total++;
+        gen_retire(g);
+        gen_unref(g);
+        return;
+    }
+    listener_commit(g);
+    struct gen *old = gw.gen;
+    gen_retire(old);
+    gw.gen = g;
+    gen_activate(g);
+    gen_unref(old);
+    affinity_configure(c);
+    access_log_format = c->access_log;
+    log_level = c->log_level;
+    if (gw.workers == 1) /* with workers, the master counts reloads */
+        counters->reloads_total++;
+    log_info("configuration reloaded (generation %u)", g->id);
+    hold_wake_all();
+}
+
+/* ---- drain ---- */
+
+static ev_timer drain_tm, drain_poll;
+
+static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    log_warn("drain timeout: closing %lu connections",
+             (unsigned long)counters->connections_active);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_drain_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    http_close_idle();
+    if (counters->connections_active == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+void gw_drain(void)
+{
+    if (gw.draining)
+        return;
+    gw.draining = true;
+    log_info("draining: no new connections, %lu open ones may finish within %.0fs",
+             (unsigned long)counters->connections_active, gw.gen->conf->drain_timeout);
+    listener_close_all();
+    http_close_idle();
+    hold_wake_all();
+    ev_timer_init(&drain_tm, on_drain_deadline, gw.gen->conf->drain_timeout, 0);
+    ev_timer_start(gw.loop, &drain_tm);
+    ev_timer_init(&drain_poll, on_drain_poll, 0, 0.05);
+    ev_timer_again(gw.loop, &drain_poll);
+}
+
+/* ---- the process ---- */
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    switch (w->signum) {
+    case SIGHUP:
+        gw_reload();
+        break;
+    case SIGUSR1:
+        if (log_reopen() != EG_OK)
+            log_err("cannot reopen the log file: %s", strerror(errno));
+        else
+            log_info("log file reopened");
+        break;
+    default:
+        gw_drain();
+    }
+}
+
+int gw_run(struct conf *c, const char *file, int workers, int ready_fd)
+{
+    struct ev_loop *loop = ev_default_loop(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (!loop) {
+        log_err("cannot start the event loop");
+        return 2;
+    }
+    /* Timers (checks, timeouts) may fire up to 10ms late: batching them saves
+     * most wakeups when thousands of servers are checked. I/O is not delayed,
+     * and check round trips are timed with the clock, not the timers. */
+    ev_set_timeout_collect_interval(loop, 0.01);
+    srandom((unsigned)getpid() ^ (unsigned)(ev_time() * 1000));
+    buf_pool_init(c->buffer_size);
+    gw_init(loop, file);
+    gw.workers = workers;
+    dc_module_init(loop);
+    upstream_module_init(loop);
+    affinity_init(loop);
+    char err[EG_ERRLEN * 2];
+    if (dns_init(loop, err, sizeof(err)) != 0) {
+        log_err("%s", err);
+        return 2;
+    }
+    const char *user = c->user ? strdup(c->user) : NULL; /* c belongs to gw now */
+    int rc = gw_start(c);
+    if (rc != 0)
+        return rc;
+    if (priv_drop(user, err, sizeof(err)) != EG_OK) {
+        log_err("%s", err);
+        return 2;
+    }
+    free((char *)user);
+    if (ready_fd >= 0) {
+        char b = 1;
+        if (write(ready_fd, &b, 1) != 1)
+            log_warn("cannot tell the master this worker is ready");
+        close(ready_fd);
+    }
+    static ev_signal sigs[4];
+    const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    for (int i = 0; i < 4; i++) {
+        ev_signal_init(&sigs[i], on_signal, signums[i]);
+        ev_signal_start(loop, &sigs[i]);
+        ev_unref(loop);
+    }
+    log_attach(loop);
+    if (workers == 1)
+        log_info("edgegate %s started: %d datacenters, %d listeners", EG_VERSION, c->ndcs,
+                 c->nlsns);
+    ev_run(loop, 0);
+    log_detach();
+    return 0;
+}

@@ -1,0 +1,24 @@
+/* A gateway process: its start and run, reload (all or nothing), drain and
+ * signals. */
+#ifndef EG_GATEWAY_PROCESS_GATEWAY_H
+#define EG_GATEWAY_PROCESS_GATEWAY_H
+
+#include "conf/conf-types.h"
+
+/* Runs a gateway process (the only one, or a worker) on configuration C,
+ * read from FILE, until it is stopped. Returns the exit code: 0, 1 (bad
+ * configuration) or 2 (runtime failure at start). READY_FD (>= 0 in a
+ * worker) gets a byte once the sockets are open. Takes ownership of C. */
+int gw_run(struct conf *c, const char *file, int workers, int ready_fd);
+/* SIGHUP: all or nothing. */
+void gw_reload(void);
+/* A configuration from FILE, certificates checked too (-t, the master's
+ * reload), or NULL with every error in ERRS. */
+struct conf *gw_load_checked(const char *file, struct conf_errs *errs);
+/* Logs and counts a reload that could not be applied. */
+void gw_reload_failed(struct conf_errs *errs, const char *what);
+/* SIGTERM/SIGINT: stop accepting, let connections finish, then break the
+ * loop (at the latest after drain_timeout). */
+void gw_drain(void);
+
+#endif

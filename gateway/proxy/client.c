@@ -1,0 +1,230 @@
+#include "gateway/proxy/client.h"
+#include "gateway/proxy/listener.h"
+#include "proto/proxy_protocol.h"
+#include "base/counters.h"
+#include "base/tls.h"
+
+#include <errno.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct conn *c = w->data;
+    ev_tstamp now = ev_now(loop);
+    /* A millisecond of slack: libev may wake up a little early. */
+    if (c->deadline > now + 0.001) {
+        ev_timer_set(&c->tm, c->deadline - now, 0);
+        ev_timer_start(loop, &c->tm);
+        c->tm_at = c->deadline;
+        return;
+    }
+    c->on_timeout(c);
+}
+
+void conn_init(struct conn *c, int fd, struct listener *l, const struct net_addr *peer,
+               void (*io_cb)(struct ev_loop *, ev_io *, int), void *owner,
+               void (*on_timeout)(struct conn *c))
+{
+    sk_init(&c->sk, fd, io_cb, owner);
+    c->gen = gen_ref(gw.gen);
+    c->cl = &c->gen->conf->lsns[l->cidx];
+    c->lst = c->gen->lst[l->cidx];
+    c->lst->connections_total++;
+    c->lst->connections_active++;
+    c->lsn = l;
+    listener_ref(l);
+    l->nconns++;
+    c->peer = *peer;
+    ev_timer_init(&c->tm, on_timer, 0, 0);
+    c->tm.data = c;
+    c->deadline = c->tm_at = 0;
+    c->on_timeout = on_timeout;
+    c->started = ev_now(gw.loop);
+    c->proxy_dst.len = 0;
+    c->iplen = 0;
+    dlist_init(&c->hold.link);
+    c->held = false;
+    struct tls_lsn *t = c->gen->tls[l->cidx];
+    c->tls = t != NULL;
+    if (t && !(c->sk.ssl = tls_lsn_ssl(t, fd)))
+        c->tls = false; /* out of memory: conn_handshake fails it */
+    counters->connections_total++;
+    counters->connections_active++;
+}
+
+void conn_done(struct conn *c)
+{
+    conn_unhold(c);
+    ev_timer_stop(gw.loop, &c->tm);
+    sk_close(gw.loop, &c->sk);
+    c->lsn->nconns--;
+    c->lst->connections_active--;
+    listener_conn_closed(c->lsn);
+    listener_unref(c->lsn);
+    gen_unref(c->gen);
+    counters->connections_active--;
+}
+
+void conn_deadline(struct conn *c, ev_tstamp at)
+{
+    c->deadline = at;
+    if (ev_is_active(&c->tm)) {
+        if (c->tm_at <= at)
+            return;
+        ev_timer_stop(gw.loop, &c->tm);
+    }
+    ev_tstamp now = ev_now(gw.loop);
+    ev_timer_set(&c->tm, at > now ? at - now : 0, 0);
+    ev_timer_start(gw.loop, &c->tm);
+    c->tm_at = at;
+}
+
+void conn_hold(struct conn *c, void (*wake)(struct hold *h))
+{
+    if (c->held)
+        return;
+    c->hold.wake = wake;
+    c->held = true;
+    hold_add(&c->hold);
+    counters->held_total++;
+}
+
+void conn_unhold(struct conn *c)
+{
+    if (!c->held)
+        return;
+    c->held = false;
+    hold_del(&c->hold);
+}
+
+bool conn_rebase(struct conn *c)
+{
+    if (c->gen == gw.gen)
+        return true;
+    const struct conf *nc = gw.gen->conf;
+    for (int i = 0; i < nc->nlsns; i++)
+        if (strcmp(nc->lsns[i].name, c->cl->name) == 0 && nc->lsns[i].mode == c->cl->mode) {
+            gen_unref(c->gen);
+            c->gen = gen_ref(gw.gen);
+            c->cl = &nc->lsns[i];
+            c->lst = c->gen->lst[i]; /* same name, same row */
+            return true;
+        }
+    return false;
+}
+
+const char *conn_peer_ip(struct conn *c)
+{
+    if (c->iplen == 0) {
+        net_ip_str((const struct sockaddr *)&c->peer.ss, c->ip, sizeof(c->ip));
+        c->iplen = (uint8_t)strlen(c->ip);
+    }
+    return c->ip;
+}
+
+int conn_handshake(struct conn *c)
+{
+    if (!c->sk.ssl)
+        return -1;
+    int rc = sk_handshake(&c->sk);
+    if (rc == 1) {
+        tls_count_handshake(c->sk.ssl);
+        return 1;
+    }
+    if (rc == SK_AGAIN) {
+        sk_want_raw(gw.loop, &c->sk, c->sk.hs_ev);
+        return 0;
+    }
+    tls_count_failure();
+    return -1;
+}
+
+const char *conn_sni(const struct conn *c)
+{
+    return c->sk.ssl ? tls_sni(c->sk.ssl) : NULL;
+}
+
+static bool in_cidr(const struct net_addr *a, const struct conf_cidr *c)
+{
+    if (a->ss.ss_family != c->net.ss.ss_family)
+        return false;
+    const unsigned char *x, *y;
+    if (a->ss.ss_family == AF_INET) {
+        x = (const unsigned char *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+        y = (const unsigned char *)&((const struct sockaddr_in *)&c->net.ss)->sin_addr;
+    } else {
+        x = (const unsigned char *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+        y = (const unsigned char *)&((const struct sockaddr_in6 *)&c->net.ss)->sin6_addr;
+    }
+    int bits = c->bits, i = 0;
+    for (; bits >= 8; bits -= 8, i++)
+        if (x[i] != y[i])
+            return false;
+    return bits == 0 || ((x[i] ^ y[i]) >> (8 - bits)) == 0;
+}
+
+bool conn_proxy_trusted(const struct conn *c)
+{
+    if (c->cl->nproxy_from == 0)
+        return true;
+    for (int i = 0; i < c->cl->nproxy_from; i++)
+        if (in_cidr(&c->peer, &c->cl->proxy_from[i]))
+            return true;
+    return false;
+}
+
+static int read_proxy(struct conn *c)
+{
+    unsigned char buf[PP_MAX_HEADER];
+    /* Peek: what follows the header (a TLS hello, a request) must stay in
+     * the socket for whoever reads next. */
+    ssize_t n = recv(c->sk.fd, buf, sizeof(buf), MSG_PEEK);
+    if (n <= 0)
+        return n < 0 && errno == EAGAIN ? 0 : -1;
+    struct pp_info pi;
+    int len = pp_parse(buf, (size_t)n, &pi);
+    if (len <= 0)
+        return len == 0 && n < (ssize_t)sizeof(buf) ? 0 : -1;
+    if (recv(c->sk.fd, buf, (size_t)len, 0) != len)
+        return -1;
+    if (!pi.local) {
+        c->peer = pi.src;
+        c->proxy_dst = pi.dst;
+        c->iplen = 0;
+    }
+    return 1;
+}
+
+ev_tstamp conn_handshake_deadline(const struct conn *c)
+{
+    return c->started + c->cl->handshake_timeout;
+}
+
+/* A header split over several segments is polled again after a short
+ * pause: the socket stays readable (the header is only peeked), so waiting
+ * for readability would spin. */
+int conn_proxy_step(struct conn *c)
+{
+    if (ev_now(gw.loop) >= conn_handshake_deadline(c))
+        return -1;
+    int rc = read_proxy(c);
+    if (rc == 0) {
+        sk_want_raw(gw.loop, &c->sk, 0);
+        conn_deadline(c, MIN(ev_now(gw.loop) + 0.005, conn_handshake_deadline(c)));
+    }
+    return rc;
+}
+
+size_t conn_proxy_header(const struct conn *c, unsigned char *out)
+{
+    struct net_addr dst = c->proxy_dst;
+    if (dst.len == 0) {
+        dst.len = sizeof(dst.ss);
+        if (getsockname(c->sk.fd, (struct sockaddr *)&dst.ss, &dst.len) != 0)
+            return 0;
+    }
+    return pp_build(c->cl->send_proxy, &c->peer, &dst, out, PP_BUILD_MAX);
+}

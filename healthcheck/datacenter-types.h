@@ -1,0 +1,64 @@
+/* Runtime state of datacenters and their servers, shared by routing, health
+ * checks, the proxy paths and stats. */
+#ifndef EG_HEALTHCHECK_DATACENTER_TYPES_H
+#define EG_HEALTHCHECK_DATACENTER_TYPES_H
+
+#include "conf/conf-types.h"
+#include "base/net.h"
+#include "base/util.h"
+
+#include <ev.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct check;
+struct stats_srv_row;
+struct stats_dc_row;
+
+/* Why a server changed state: logged and shown in stats. */
+enum srv_reason {
+    SRV_R_START, SRV_R_CHECK_OK, SRV_R_CHECK_FAIL, SRV_R_REFUSED, SRV_R_RESET,
+    SRV_R_TIMEOUT, SRV_R_PASSIVE_EXPIRED, SRV_R_RELOAD
+};
+
+struct srv {
+    int refs;                   /* the datacenter holds one, each connection one */
+    struct dc *dc;              /* NULL once removed from its datacenter */
+    const struct conf_server *cs;
+    struct net_addr addr;
+    char name[64];              /* "ip:port" */
+    int weight;
+    int cur_weight;             /* smooth weighted round-robin state */
+    bool up;
+    int reason;                 /* enum srv_reason of the last transition */
+    int good, bad;              /* consecutive check results (rise/fall) */
+    int passive_fails;          /* consecutive traffic failures */
+    ev_timer passive_tm;        /* brings a passively failed server back without checks */
+    double rtt_ms;              /* EWMA of check round trips, < 0 while unknown */
+    struct check *hc;              /* active check, NULL without one */
+    SSL_CTX *tls;               /* TLS towards the server, NULL for plain TCP */
+    SSL_SESSION *tls_sess;      /* last session, to resume the next handshake */
+    struct dlist idle;          /* pooled keep-alive connections */
+    int nidle;
+    struct stats_srv_row *st;   /* traffic counters */
+};
+
+struct dc {
+    const struct conf_dc *cd;
+    const char *name;
+    int idx;                    /* index in the generation's and conf's arrays */
+    bool healthy;
+    bool live;                  /* its generation is current: checks run, changes are told */
+    bool leader;                /* nearest of its priority tier, with hysteresis */
+    int nup;
+    double rtt_ms;              /* EWMA over all its servers' checks, < 0 unknown */
+    struct srv **srvs;
+    int nsrvs, cap;
+    SSL_CTX **tls;              /* per conf server (cd->servers), NULL entries: plain */
+    uint64_t transitions;       /* healthy <-> unhealthy */
+    ev_tstamp changed_at;
+    struct stats_dc_row *st;    /* traffic counters */
+};
+
+#endif

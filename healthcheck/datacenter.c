@@ -1,0 +1,283 @@
+/* Datacenter and server health.
+ *
+ * A server is up or down. Active checks move it with rise/fall hysteresis
+ * (srv_check_result); traffic moves it down at once when nothing listens
+ * (refused) or after `passive fall` consecutive resets or timeouts. A server
+ * brought down by traffic needs `rise` good checks to come back, or, in a
+ * datacenter without checks, comes back on probation after `passive timeout`.
+ * A datacenter is healthy while at least `min_servers` of its servers are up. */
+#include "healthcheck/datacenter.h"
+#include "base/tls.h"
+#include "base/alloc.h"
+#include "healthcheck/check.h"
+#include "base/log.h"
+#include "base/counters.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Weight of a new RTT sample: high enough to follow a real change within a
+ * few checks, low enough that one slow probe does not move traffic. */
+#define RTT_ALPHA 0.3
+
+void (*dc_on_change)(struct dc *dc);
+void (*dc_on_server_removed)(struct srv *s);
+
+static struct ev_loop *dc_loop;
+
+static const char *const reason_names[] = {
+    [SRV_R_START] = "start", [SRV_R_CHECK_OK] = "check passed",
+    [SRV_R_CHECK_FAIL] = "check failed", [SRV_R_REFUSED] = "connection refused",
+    [SRV_R_RESET] = "connection reset", [SRV_R_TIMEOUT] = "timeout",
+    [SRV_R_PASSIVE_EXPIRED] = "passive down time over", [SRV_R_RELOAD] = "reload",
+};
+
+const char *srv_reason_name(int reason) { return reason_names[reason]; }
+
+void dc_module_init(struct ev_loop *loop) { dc_loop = loop; }
+
+struct dc *dc_create(const struct conf_dc *cd, int idx)
+{
+    struct dc *dc = eg_calloc(1, sizeof(*dc));
+    dc->cd = cd;
+    dc->name = cd->name;
+    dc->idx = idx;
+    dc->rtt_ms = -1;
+    dc->changed_at = ev_now(dc_loop);
+    dc->st = stats_dc(dc->name);
+    return dc;
+}
+
+void dc_destroy(struct dc *dc)
+{
+    while (dc->nsrvs > 0)
+        dc_remove_server(dc, dc->srvs[dc->nsrvs - 1]);
+    for (int i = 0; dc->tls && i < dc->cd->nservers; i++)
+        SSL_CTX_free(dc->tls[i]);
+    free(dc->tls);
+    free(dc->srvs);
+    free(dc);
+}
+
+static void on_passive_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
+struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const struct net_addr *a)
+{
+    struct srv *s = eg_calloc(1, sizeof(*s));
+    s->refs = 1;
+    s->dc = dc;
+    s->cs = cs;
+    s->addr = *a;
+    s->weight = cs->weight;
+    s->tls = dc->tls ? dc->tls[cs - dc->cd->servers] : NULL;
+    if (s->tls)
+        SSL_CTX_up_ref(s->tls);
+    s->up = true;
+    s->reason = SRV_R_START;
+    s->rtt_ms = -1;
+    dlist_init(&s->idle);
+    net_addr_str(a, s->name, sizeof(s->name));
+    s->st = stats_srv(dc->name, s->name);
+    ev_timer_init(&s->passive_tm, on_passive_timer, 0, 0);
+    s->passive_tm.data = s;
+    if (dc->nsrvs == dc->cap) {
+        dc->cap = dc->cap ? dc->cap * 2 : 4;
+        struct srv **n = eg_realloc(dc->srvs, sizeof(*n) * (size_t)dc->cap);
+        dc->srvs = n;
+    }
+    dc->srvs[dc->nsrvs++] = s;
+    if (dc->live && dc->cd->check.type != CHECK_NONE)
+        s->hc = check_start(dc_loop, s);
+    dc_recompute(dc);
+    return s;
+}
+
+struct srv *dc_find_server(const struct dc *dc, const struct net_addr *a)
+{
+    for (int i = 0; i < dc->nsrvs; i++)
+        if (net_addr_equal(&dc->srvs[i]->addr, a))
+            return dc->srvs[i];
+    return NULL;
+}
+
+/* Detaches a server from its datacenter; connections that still use it keep
+ * it alive until they end; its pooled idle connections are closed. */
+void dc_remove_server(struct dc *dc, struct srv *s)
+{
+    for (int i = 0; i < dc->nsrvs; i++)
+        if (dc->srvs[i] == s) {
+            memmove(&dc->srvs[i], &dc->srvs[i + 1], sizeof(s) * (size_t)(dc->nsrvs - i - 1));
+            dc->nsrvs--;
+            break;
+        }
+    if (s->hc) {
+        check_stop(s->hc);
+        s->hc = NULL;
+    }
+    ev_timer_stop(dc_loop, &s->passive_tm);
+    s->dc = NULL;
+    if (dc_on_server_removed)
+        dc_on_server_removed(s);
+    srv_unref(s);
+    dc_recompute(dc);
+}
+
+void srv_unref(struct srv *s)
+{
+    if (--s->refs > 0)
+        return;
+    SSL_CTX_free(s->tls);
+    SSL_SESSION_free(s->tls_sess);
+    free(s);
+}
+
+void dc_recompute(struct dc *dc)
+{
+    int nup = 0;
+    for (int i = 0; i < dc->nsrvs; i++)
+        nup += dc->srvs[i]->up;
+    dc->nup = nup;
+    bool healthy = nup >= dc->cd->min_servers;
+    if (healthy == dc->healthy)
+        return;
+    dc->healthy = healthy;
+    dc->transitions++;
+    dc->changed_at = ev_now(dc_loop);
+    if (!dc->live)
+        return;
+    if (healthy)
+        log_info("datacenter %s is up (%d of %d servers up)", dc->name, nup, dc->nsrvs);
+    else
+        log_warn("datacenter %s is down (%d of %d servers up, %d needed)", dc->name, nup,
+                 dc->nsrvs, dc->cd->min_servers);
+    if (dc_on_change)
+        dc_on_change(dc);
+}
+
+static void start_passive_timer(struct srv *s)
+{
+    ev_timer_set(&s->passive_tm, s->dc->cd->passive_timeout, 0);
+    ev_timer_start(dc_loop, &s->passive_tm);
+}
+
+void dc_activate(struct dc *dc)
+{
+    dc->live = true;
+    for (int i = 0; i < dc->nsrvs; i++) {
+        struct srv *s = dc->srvs[i];
+        if (dc->cd->check.type != CHECK_NONE)
+            s->hc = check_start(dc_loop, s);
+        else if (!s->up)
+            start_passive_timer(s);
+    }
+    log_debug("datacenter %s: %d of %d servers up, %s", dc->name, dc->nup, dc->nsrvs,
+              dc->healthy ? "healthy" : "not healthy");
+}
+
+void dc_retire(struct dc *dc)
+{
+    dc->live = false;
+    for (int i = 0; i < dc->nsrvs; i++) {
+        struct srv *s = dc->srvs[i];
+        if (s->hc) {
+            check_stop(s->hc);
+            s->hc = NULL;
+        }
+        ev_timer_stop(dc_loop, &s->passive_tm);
+        if (dc_on_server_removed)
+            dc_on_server_removed(s);
+    }
+}
+
+void srv_set_up(struct srv *s, bool up, int reason)
+{
+    if (s->up == up)
+        return;
+    s->up = up;
+    s->reason = reason;
+    s->good = s->bad = 0;
+    if (up)
+        s->passive_fails = 0;
+    if (!s->dc)
+        return;
+    if (s->dc->live && up)
+        log_info("server %s of %s is up (%s)", s->name, s->dc->name, reason_names[reason]);
+    else if (s->dc->live)
+        log_warn("server %s of %s is down (%s)", s->name, s->dc->name, reason_names[reason]);
+    dc_recompute(s->dc);
+}
+
+static void on_passive_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct srv *s = w->data;
+    srv_set_up(s, true, SRV_R_PASSIVE_EXPIRED);
+}
+
+void srv_traffic_failed(struct srv *s, enum dc_fail kind)
+{
+    s->st->failures_total++;
+    if (!s->dc || !s->up)
+        return;
+    const struct conf_dc *cd = s->dc->cd;
+    if (cd->passive_fall == 0)
+        return;
+    s->passive_fails++;
+    /* Refused means nothing listens: no reason to wait for more evidence. */
+    if (kind != DC_FAIL_REFUSED && s->passive_fails < cd->passive_fall)
+        return;
+    int reason = kind == DC_FAIL_REFUSED ? SRV_R_REFUSED
+                 : kind == DC_FAIL_RESET ? SRV_R_RESET : SRV_R_TIMEOUT;
+    srv_set_up(s, false, reason);
+    if (!s->hc && s->dc->live)
+        start_passive_timer(s);
+}
+
+void srv_traffic_ok(struct srv *s) { s->passive_fails = 0; }
+
+static double ewma(double old, double sample)
+{
+    return old < 0 ? sample : old + RTT_ALPHA * (sample - old);
+}
+
+void srv_check_result(struct srv *s, bool ok, double rtt_ms)
+{
+    if (!s->dc)
+        return;
+    const struct conf_check *ck = &s->dc->cd->check;
+    if (ok) {
+        s->rtt_ms = ewma(s->rtt_ms, rtt_ms);
+        s->dc->rtt_ms = ewma(s->dc->rtt_ms, rtt_ms);
+        if (dc_on_change)
+            dc_on_change(s->dc);
+        s->bad = 0;
+        if (!s->up && ++s->good >= ck->rise)
+            srv_set_up(s, true, SRV_R_CHECK_OK);
+    } else {
+        s->good = 0;
+        if (s->up && ++s->bad >= ck->fall)
+            srv_set_up(s, false, SRV_R_CHECK_FAIL);
+    }
+}
+
+void srv_inherit(struct srv *s, const struct srv *old)
+{
+    s->up = old->up;
+    s->reason = old->reason;
+    s->good = old->good;
+    s->bad = old->bad;
+    s->passive_fails = old->passive_fails;
+    s->rtt_ms = old->rtt_ms;
+    if (!s->up && !s->hc && s->dc->live)
+        start_passive_timer(s);
+}
+
+SSL *srv_tls_session(const struct srv *s, int fd)
+{
+    const struct conf_server *cs = s->cs;
+    const char *sni = cs->sni ? cs->sni : cs->resolve ? cs->host : NULL;
+    /* The name checked: sni when given, else the host as written (an IP
+     * address is checked against the certificate's IP addresses). */
+    const char *check = !cs->verify ? NULL : cs->sni ? cs->sni : cs->host;
+    return tls_client_ssl(s->tls, fd, sni, check, check && !cs->sni && !cs->resolve);
+}

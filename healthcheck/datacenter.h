@@ -1,0 +1,47 @@
+/* Datacenters and servers: health state, passive failure accounting, RTT. */
+#ifndef EG_HEALTHCHECK_DATACENTER_H
+#define EG_HEALTHCHECK_DATACENTER_H
+
+#include "healthcheck/datacenter-types.h"
+
+enum dc_fail { DC_FAIL_REFUSED, DC_FAIL_RESET, DC_FAIL_TIMEOUT };
+
+/* Called after a datacenter's health or RTT changed (to wake held traffic
+ * and recompute the nearest). Set once by the gateway. */
+extern void (*dc_on_change)(struct dc *dc);
+/* Called when a server leaves its datacenter (DNS change, reload). */
+extern void (*dc_on_server_removed)(struct srv *s);
+
+void dc_module_init(struct ev_loop *loop);
+struct dc *dc_create(const struct conf_dc *cd, int idx);
+/* Removes every server and frees the datacenter. */
+void dc_destroy(struct dc *dc);
+struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const struct net_addr *a);
+void dc_remove_server(struct dc *dc, struct srv *s);
+struct srv *dc_find_server(const struct dc *dc, const struct net_addr *a);
+
+static inline void srv_ref(struct srv *s) { s->refs++; }
+void srv_unref(struct srv *s);
+
+void srv_set_up(struct srv *s, bool up, int reason);
+/* Traffic outcomes (passive health). */
+void srv_traffic_failed(struct srv *s, enum dc_fail kind);
+void srv_traffic_ok(struct srv *s);
+/* An active check's outcome; RTT_MS < 0 when the check failed. */
+void srv_check_result(struct srv *s, bool ok, double rtt_ms);
+/* Copies health state and RTT from an older incarnation (reload). */
+void srv_inherit(struct srv *s, const struct srv *old);
+
+/* A TLS session towards S (which has `tls`) on FD: its SNI and the name its
+ * certificate must carry come from the configuration. */
+SSL *srv_tls_session(const struct srv *s, int fd);
+
+const char *srv_reason_name(int reason);
+void dc_recompute(struct dc *dc);
+/* The datacenter's generation becomes current: checks start, changes are
+ * logged and told. Before that a datacenter is being built and stays quiet. */
+void dc_activate(struct dc *dc);
+/* The datacenter's generation is no longer current: checks stop. */
+void dc_retire(struct dc *dc);
+
+#endif
