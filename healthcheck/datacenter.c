@@ -20,8 +20,7 @@
  * few checks, low enough that one slow probe does not move traffic. */
 #define RTT_ALPHA 0.3
 
-void (*dc_on_change)(struct dc *dc);
-void (*dc_on_server_removed)(struct srv *s);
+struct dc_events dc_events;
 
 static struct ev_loop *dc_loop;
 
@@ -116,8 +115,8 @@ void dc_remove_server(struct dc *dc, struct srv *s)
     }
     ev_timer_stop(dc_loop, &s->passive_tm);
     s->dc = NULL;
-    if (dc_on_server_removed)
-        dc_on_server_removed(s);
+    if (dc_events.server_removed)
+        dc_events.server_removed(s);
     srv_unref(s);
     dc_recompute(dc);
 }
@@ -150,8 +149,8 @@ void dc_recompute(struct dc *dc)
     else
         log_warn("datacenter %s is down (%d of %d servers up, %d needed)", dc->name, nup,
                  dc->nsrvs, dc->cd->min_servers);
-    if (dc_on_change)
-        dc_on_change(dc);
+    if (dc_events.health)
+        dc_events.health(dc);
 }
 
 static void start_passive_timer(struct srv *s)
@@ -184,8 +183,8 @@ void dc_retire(struct dc *dc)
             s->hc = NULL;
         }
         ev_timer_stop(dc_loop, &s->passive_tm);
-        if (dc_on_server_removed)
-            dc_on_server_removed(s);
+        if (dc_events.server_removed)
+            dc_events.server_removed(s);
     }
 }
 
@@ -248,8 +247,8 @@ void srv_check_result(struct srv *s, bool ok, double rtt_ms)
     if (ok) {
         s->rtt_ms = ewma(s->rtt_ms, rtt_ms);
         s->dc->rtt_ms = ewma(s->dc->rtt_ms, rtt_ms);
-        if (dc_on_change)
-            dc_on_change(s->dc);
+        if (dc_events.rtt)
+            dc_events.rtt(s->dc);
         s->bad = 0;
         if (!s->up && ++s->good >= ck->rise)
             srv_set_up(s, true, SRV_R_CHECK_OK);

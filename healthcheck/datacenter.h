@@ -6,11 +6,18 @@
 
 enum dc_fail { DC_FAIL_REFUSED, DC_FAIL_RESET, DC_FAIL_TIMEOUT };
 
-/* Called after a datacenter's health or RTT changed (to wake held traffic
- * and recompute the nearest). Set once by the gateway. */
-extern void (*dc_on_change)(struct dc *dc);
-/* Called when a server leaves its datacenter (DNS change, reload). */
-extern void (*dc_on_server_removed)(struct srv *s);
+/* What the gateway is told; set once at start. Health changes and RTT
+ * updates are separate events: an RTT update comes with every passing check,
+ * and must not cost what a change of health does (waking held traffic). */
+struct dc_events {
+    /* A datacenter became healthy or unhealthy. */
+    void (*health)(struct dc *dc);
+    /* A datacenter's RTT moved (recompute the nearest). */
+    void (*rtt)(struct dc *dc);
+    /* A server leaves its datacenter (DNS change, reload). */
+    void (*server_removed)(struct srv *s);
+};
+extern struct dc_events dc_events;
 
 void dc_module_init(struct ev_loop *loop);
 struct dc *dc_create(const struct conf_dc *cd, int idx);

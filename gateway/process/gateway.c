@@ -34,11 +34,17 @@
 
 static const char *conf_file;
 
-static void on_dc_change(struct dc *dc)
+static void on_dc_health(struct dc *dc)
 {
     route_update_leaders(gw.gen);
     if (dc->healthy)
         hold_wake_all();
+}
+
+static void on_dc_rtt(struct dc *dc)
+{
+    (void)dc;
+    route_update_leaders(gw.gen);
 }
 
 static void on_server_removed(struct srv *s) { upstream_pool_drain(s); }
@@ -48,8 +54,9 @@ static void gw_init(struct ev_loop *loop, const char *file)
     gw.loop = loop;
     conf_file = file;
     gw.started = ev_time();
-    dc_on_change = on_dc_change;
-    dc_on_server_removed = on_server_removed;
+    dc_events.health = on_dc_health;
+    dc_events.rtt = on_dc_rtt;
+    dc_events.server_removed = on_server_removed;
 }
 
 /* ---- start and reload ---- */

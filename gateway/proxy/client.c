@@ -45,8 +45,6 @@ void conn_init(struct conn *c, int fd, struct listener *l, const struct net_addr
     c->started = ev_now(gw.loop);
     c->proxy_dst.len = 0;
     c->iplen = 0;
-    dlist_init(&c->hold.link);
-    c->held = false;
     struct tls_lsn *t = c->gen->tls[l->cidx];
     c->tls = t != NULL;
     if (t && !(c->sk.ssl = tls_lsn_ssl(t, fd)))
@@ -57,7 +55,6 @@ void conn_init(struct conn *c, int fd, struct listener *l, const struct net_addr
 
 void conn_done(struct conn *c)
 {
-    conn_unhold(c);
     ev_timer_stop(gw.loop, &c->tm);
     sk_close(gw.loop, &c->sk);
     c->lsn->nconns--;
@@ -80,24 +77,6 @@ void conn_deadline(struct conn *c, ev_tstamp at)
     ev_timer_set(&c->tm, at > now ? at - now : 0, 0);
     ev_timer_start(gw.loop, &c->tm);
     c->tm_at = at;
-}
-
-void conn_hold(struct conn *c, void (*wake)(struct hold *h))
-{
-    if (c->held)
-        return;
-    c->hold.wake = wake;
-    c->held = true;
-    hold_add(&c->hold);
-    counters->held_total++;
-}
-
-void conn_unhold(struct conn *c)
-{
-    if (!c->held)
-        return;
-    c->held = false;
-    hold_del(&c->hold);
 }
 
 bool conn_rebase(struct conn *c)

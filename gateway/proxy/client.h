@@ -5,7 +5,6 @@
 #define EG_GATEWAY_PROXY_CLIENT_H
 
 #include "gateway/balance/generation.h"
-#include "gateway/proxy/hold.h"
 #include "base/socket.h"
 
 struct listener;
@@ -25,8 +24,6 @@ struct conn {
     struct net_addr proxy_dst;  /* destination a balancer announced (len 0: none) */
     char ip[46];                /* the peer's address as text, once asked for */
     uint8_t iplen;
-    struct hold hold;           /* while waiting for a healthy datacenter */
-    bool held;
     bool tls;                   /* the client speaks TLS */
 };
 
@@ -39,8 +36,6 @@ void conn_done(struct conn *c);
  * case of activity pushing an idle timeout): the armed timer re-arms itself
  * lazily when it fires. */
 void conn_deadline(struct conn *c, ev_tstamp at);
-void conn_hold(struct conn *c, void (*wake)(struct hold *h));
-void conn_unhold(struct conn *c);
 /* Moves an idle connection to the current generation. False when its
  * listener is gone from the configuration. */
 bool conn_rebase(struct conn *c);

@@ -1,8 +1,9 @@
-/* Server connections. Structures come from a free list; pooled connections
+/* Server connections. Structures come from a pool; pooled connections
  * are watched for readability so that a server closing an idle connection
  * is noticed before a request is sent on it, and purged after an idle
  * timeout shorter than typical server keep-alive timeouts. */
 #include "gateway/proxy/upstream.h"
+#include "base/alloc.h"
 #include "base/log.h"
 #include "base/net.h"
 #include "healthcheck/datacenter.h"
@@ -14,7 +15,7 @@
 #include <unistd.h>
 
 static struct ev_loop *upstream_loop;
-static struct upstream *free_list;
+static struct pool upstream_pool = POOL_INIT(struct upstream, 1024);
 static struct dlist lru = {&lru, &lru};
 static int max_idle = 1024;
 static double idle_timeout = 10;
@@ -44,22 +45,12 @@ void upstream_module_init(struct ev_loop *loop)
 }
 
 
-static struct upstream *upc_alloc(void)
-{
-    struct upstream *u = free_list;
-    if (u)
-        free_list = *(struct upstream **)u;
-    else if (!(u = malloc(sizeof(*u))))
-        abort();
-    return u;
-}
-
 struct upstream *upstream_open(struct srv *s)
 {
     int fd = net_connect(&s->addr, true);
     if (fd < 0)
         return NULL;
-    struct upstream *u = upc_alloc();
+    struct upstream *u = pool_get(&upstream_pool);
     sk_init(&u->sk, fd, NULL, NULL);
     u->srv = s;
     srv_ref(s);
@@ -87,8 +78,7 @@ void upstream_close(struct upstream *u)
     sk_close(upstream_loop, &u->sk);
     u->srv->st->connections_active--;
     srv_unref(u->srv);
-    *(struct upstream **)u = free_list;
-    free_list = u;
+    pool_put(&upstream_pool, u);
 }
 
 int upstream_connected(struct upstream *u)

@@ -1,0 +1,98 @@
+/* The attempt engine: how one http request or one tcp connection finds a
+ * server, written once for every mode.
+ *
+ * route (affinity of the session key, else the nearest healthy datacenter)
+ *   -> pick a server -> connect (TCP, then TLS) -> the mode's exchange
+ * and when an attempt fails: the next server, then the next datacenter (up
+ * to `retries`), or HOLD while no datacenter is healthy, or give up.
+ *
+ * A mode (tcp, http) embeds a struct attempt, keeps only its framing and
+ * tells the engine, through struct attempt_ops, what the engine cannot know:
+ * whether what the client sent may go to another server, and what to do
+ * with a ready connection or a final failure. The engine owns the server
+ * connection while it connects; once `ready` ran the mode drives it. */
+#ifndef EG_GATEWAY_PROXY_ATTEMPT_H
+#define EG_GATEWAY_PROXY_ATTEMPT_H
+
+#include "gateway/balance/affinity.h"
+#include "gateway/balance/route.h"
+#include "gateway/proxy/hold.h"
+#include "healthcheck/datacenter.h"
+
+struct conn;
+struct attempt;
+struct upstream;
+struct access_log_rec;
+
+enum attempt_state {
+    ATTEMPT_IDLE,       /* nothing in progress (before routing, between requests) */
+    ATTEMPT_ROUTE,      /* waiting for the session's datacenter (Redis) */
+    ATTEMPT_HOLD,       /* waiting for a healthy datacenter */
+    ATTEMPT_CONNECT,    /* opening a connection to a server */
+    ATTEMPT_READY,      /* a server connection carries the exchange: the mode drives it */
+};
+
+struct attempt_ops {
+    /* A server connection is ready (a->up): the mode starts its exchange. */
+    void (*ready)(struct attempt *a);
+    /* No server will take it: the mode answers STATUS (502, 503, 504) or
+     * closes; WHY says what happened (for the access log). The attempt is
+     * idle again. */
+    void (*give_up)(struct attempt *a, int status, const char *why);
+    /* Whether what the client sent so far may go to another server. */
+    bool (*replayable)(const struct attempt *a);
+    /* The attempt waits (routing, holding, connecting): the mode sets what
+     * it wants from the client meanwhile. */
+    void (*waiting)(struct attempt *a);
+};
+
+struct attempt {
+    const struct attempt_ops *ops;
+    struct conn *c;             /* the client it serves */
+    enum attempt_state state;
+    uint8_t tries;              /* servers tried for this request or connection */
+    bool stale_retried;         /* went out again after a stale kept-alive connection */
+    bool private_conn;          /* never from or to the pool (tcp mode, send_proxy) */
+    struct upstream *up;        /* connecting (CONNECT) or carrying the exchange (READY) */
+    struct upstream **kept;     /* private_conn: where the client keeps its idle server
+                                 * connection between requests (NULL: it keeps none) */
+    ev_tstamp hold_since;       /* when holding started (0: not held yet) */
+    struct hold hold;
+    struct route rt;
+    struct affinity_req aff;
+    const char *key;            /* session key (owned by the mode), NULL for none */
+    uint16_t keylen;
+    const char *log_dc;         /* datacenter and server of the last attempt, */
+    char log_srv[64];           /* for the access log */
+};
+
+/* PRIVATE_CONN: server connections are the client's own (tcp mode,
+ * send_proxy), never pooled; KEPT (may be NULL) is where one waits between
+ * requests. */
+void attempt_init(struct attempt *a, const struct attempt_ops *ops, struct conn *c,
+                  bool private_conn, struct upstream **kept);
+/* Routes and connects: ends in ops->ready or ops->give_up (possibly before
+ * returning). */
+void attempt_start(struct attempt *a);
+/* The current attempt failed before anything reached the client: KIND is
+ * charged to the server (unless the failure was the stale keep-alive race);
+ * the request goes to the next server when ops->replayable allows, else
+ * ops->give_up(STATUS). */
+void attempt_failed(struct attempt *a, enum dc_fail kind, int status);
+/* The client's deadline passed: true when the attempt owned it (connect or
+ * hold timeout, handled here), false when the mode's own deadline is due. */
+bool attempt_timeout(struct attempt *a);
+/* Ends whatever is in progress (routing, holding, connecting) and closes the
+ * server connection. */
+void attempt_cancel(struct attempt *a);
+/* The exchange ended well: the server connection goes back to the pool, or
+ * waits in *kept (private_conn), or is closed when !REUSABLE. */
+void attempt_release(struct attempt *a, bool reusable);
+/* Back to IDLE for the next request of the same client. */
+void attempt_reset(struct attempt *a);
+/* The access-log fields the engine knows (client, listener, session,
+ * datacenter, server, retries); CLIENT_BUF holds the client's address. */
+void attempt_log_fields(struct attempt *a, struct access_log_rec *r, char *client_buf,
+                        size_t client_len);
+
+#endif

@@ -1,0 +1,282 @@
+/* http mode: the response, and the tunnel after 101.
+ *
+ * Responses are read into the exchange's `ob`, their head parsed for framing
+ * and passed on unchanged; `ob_end` marks how far `ob` holds bytes of the
+ * current response. `ob` is taken when bytes arrive and given back as soon
+ * as they are written. */
+#include "base/counters.h"
+#include "base/log.h"
+#include "gateway/proxy/http_session.h"
+#include "gateway/proxy/upstream.h"
+
+static bool response_keepalive(const struct http_exchange *x)
+{
+    if (x->resp.minor == 1)
+        return !(x->resp.flags & HF_CONN_CLOSE);
+    return (x->resp.flags & HF_CONN_KA) != 0;
+}
+
+static bool interim(const struct http_exchange *x)
+{
+    return x->resp.status >= 100 && x->resp.status < 200 && x->resp.status != 101;
+}
+
+/* The exchange is over on both sides: recycle what can be, move on. */
+static void exchange_done(struct http_session *s)
+{
+    struct http_exchange *x = s->x;
+    http_request_done(s, x->resp.status, "ok");
+    bool complete = x->req_state == REQ_DONE;
+    bool reusable = x->keep_server && complete && x->req_sent == http_out_total(x);
+    bool keep_client = x->keep_client && complete;
+    uint32_t req_len = x->req_len;
+    attempt_release(&x->a, reusable);
+    http_exchange_free(s);
+    if (!keep_client || gw.draining || !conn_rebase(&s->c)) {
+        http_free(s, false);
+        return;
+    }
+    /* Pipelined bytes after this request start the next one. */
+    if (s->ib) {
+        s->ib->head += req_len;
+        if (buf_len(s->ib) == 0) {
+            buf_put(s->ib);
+            s->ib = NULL;
+        } else {
+            buf_compact(s->ib);
+        }
+    }
+    http_set_idle(s);
+    if (s->ib && !http_process_input(s))
+        return;
+    http_update_interest(s);
+}
+
+/* A response head that cannot be passed on: the server failed this
+ * attempt. */
+static bool bad_response(struct http_session *s, const char *what)
+{
+    struct http_exchange *x = s->x;
+    log_warn("http: bad response from %s: %s", x->a.up->srv->name, what);
+    attempt_failed(&x->a, DC_FAIL_RESET, 502);
+    return false;
+}
+
+static bool parse_response_head(struct http_session *s)
+{
+    static const struct http_limits lim = {.max_line = 8192, .max_head = 65535,
+                                           .max_headers = HTTP_MAX_HDRS};
+    struct http_exchange *x = s->x;
+    struct buf *b = x->ob;
+    int rc = http_parse(&x->resp, buf_rpos(b), buf_len(b), &lim);
+    if (rc == HTTP_AGAIN) {
+        if (buf_room(b) > 0)
+            return true;
+        if (b->head > 0) { /* a head after an interim one: room at the front */
+            buf_compact(b);
+            x->ob_end = 0;
+            return true;
+        }
+        return bad_response(s, "head too large");
+    }
+    if (rc == HTTP_ERROR)
+        return bad_response(s, x->resp.err);
+    srv_traffic_ok(x->a.up->srv);
+    x->ob_end = b->head + x->resp.head_len;
+    if (interim(x)) {
+        if (++x->interims > MAX_INTERIM)
+            return bad_response(s, "too many interim responses");
+        x->resp_state = RESP_INTERIM; /* passed on; the final head follows */
+        return true;
+    }
+    x->resp_state = x->resp.status == 101 ? RESP_DONE : RESP_BODY;
+    http_body_response(&x->respb, &x->resp, x->method);
+    x->keep_server = response_keepalive(x) && x->respb.kind != BODY_CLOSE;
+    if (!response_keepalive(x) || x->respb.kind == BODY_CLOSE)
+        x->keep_client = false;
+    return true;
+}
+
+/* Advances ob_end over the response bytes read so far. */
+static bool scan_response(struct http_session *s)
+{
+    struct http_exchange *x = s->x;
+    struct buf *b = x->ob;
+    if (x->resp_state == RESP_HEAD) {
+        if (!parse_response_head(s))
+            return false;
+        if (x->resp_state == RESP_HEAD)
+            return true;
+    }
+    if (x->resp_state != RESP_BODY)
+        return true; /* interim head, or 101: nothing more to scan */
+    size_t used;
+    int rc = http_body_scan(&x->respb, b->data + x->ob_end, b->tail - x->ob_end, &used);
+    if (rc == HTTP_ERROR) {
+        log_warn("http: bad response body from %s: %s", x->a.up->srv->name, x->respb.err);
+        x->keep_client = x->keep_server = false;
+        x->resp_state = RESP_DONE;
+        return true;
+    }
+    x->ob_end += (uint32_t)used;
+    if (rc == HTTP_DONE) {
+        x->resp_state = RESP_DONE;
+        if (x->ob_end < b->tail) { /* bytes nobody asked for */
+            b->tail = x->ob_end;
+            x->keep_server = false;
+        }
+    }
+    return true;
+}
+
+static void enter_tunnel(struct http_session *s);
+
+/* After an interim head went out, the next head is parsed. */
+static bool next_head(struct http_session *s)
+{
+    struct http_exchange *x = s->x;
+    x->resp_state = RESP_HEAD;
+    http_msg_init(&x->resp, true, &x->resp_hdr, 1);
+    if (buf_len(x->ob) > 0)
+        return scan_response(s) && http_flush_response(s);
+    return true;
+}
+
+bool http_flush_response(struct http_session *s)
+{
+    struct http_exchange *x = s->x;
+    if (http_ob_pending(x) > 0) {
+        ssize_t w = sk_write(&s->c.sk, buf_rpos(x->ob), http_ob_pending(x));
+        if (w == SK_ERROR) {
+            http_free(s, true);
+            return false;
+        }
+        if (w > 0) {
+            x->ob->head += (uint32_t)w;
+            x->tx_resp += (uint64_t)w;
+            x->resp_started = true;
+        }
+    }
+    if (http_ob_pending(x) > 0)
+        return true;
+    if (x->resp_state == RESP_INTERIM)
+        return next_head(s);
+    if (x->resp_state == RESP_DONE && x->resp.status == 101) {
+        enter_tunnel(s);
+        return false;
+    }
+    if (x->resp_state == RESP_DONE) {
+        exchange_done(s);
+        return false;
+    }
+    if (buf_len(x->ob) == 0) {
+        buf_put(x->ob);
+        x->ob = NULL;
+        x->ob_end = 0;
+    } else if (buf_room(x->ob) == 0) {
+        x->ob_end -= x->ob->head;
+        buf_compact(x->ob);
+    }
+    return true;
+}
+
+bool http_read_response(struct http_session *s)
+{
+    struct http_exchange *x = s->x;
+    if (!x->ob) {
+        x->ob = buf_get();
+        x->ob_end = 0;
+    }
+    if (buf_room(x->ob) == 0) {
+        x->ob_end -= x->ob->head;
+        buf_compact(x->ob);
+        if (buf_room(x->ob) == 0)
+            return true;
+    }
+    ssize_t n = sk_read(&x->a.up->sk, buf_wpos(x->ob), buf_room(x->ob));
+    if (n == SK_AGAIN)
+        return true;
+    if (n > 0) {
+        x->ob->tail += (uint32_t)n;
+        x->a.up->srv->st->bytes_in += (uint64_t)n;
+        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
+        if (!scan_response(s))
+            return false;
+        return http_flush_response(s);
+    }
+    /* The server closed or reset. */
+    if (x->resp_state == RESP_BODY && x->respb.kind == BODY_CLOSE && n == 0) {
+        x->resp_state = RESP_DONE;
+        x->keep_client = x->keep_server = false;
+        return http_flush_response(s);
+    }
+    if (!x->resp_started && x->resp_state < RESP_BODY) {
+        attempt_failed(&x->a, DC_FAIL_RESET, 502);
+        return false;
+    }
+    /* Cut in the middle of a response: nothing to do but cut the client. */
+    http_free(s, true);
+    return false;
+}
+
+/* ---- the tunnel after 101 ---- */
+
+static void drop_if_empty(struct pump *p)
+{
+    if (p->b && buf_len(p->b) == 0)
+        pump_clear(p);
+}
+
+static void enter_tunnel(struct http_session *s)
+{
+    struct http_exchange *x = s->x;
+    http_request_done(s, 101, "upgrade");
+    s->phase = PHASE_TUNNEL;
+    /* Client bytes after the upgrade request are tunnel data already, and so
+     * are server bytes after the 101 head. */
+    if (s->ib)
+        s->ib->head += x->req_len;
+    x->up.b = s->ib;
+    x->up.eof = s->cl_eof;
+    s->ib = NULL;
+    x->down.b = x->ob;
+    x->ob = NULL;
+    drop_if_empty(&x->up);
+    drop_if_empty(&x->down);
+    conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
+    http_update_interest(s);
+}
+
+/* Moves bytes through a pump; false (the session ended) on a reset. */
+static bool pump_step(struct http_session *s, struct pump *p, struct sk *from, struct sk *to,
+                      bool rd)
+{
+    size_t n;
+    if (rd && pump_read(p, from, &n) != PUMP_OK) {
+        http_free(s, true);
+        return false;
+    }
+    if (pump_write(p, to, &n) != PUMP_OK) {
+        http_free(s, true);
+        return false;
+    }
+    return true;
+}
+
+void http_tunnel_io(struct http_session *s, bool client_side, bool rd, bool wr)
+{
+    struct http_exchange *x = s->x;
+    struct sk *cl = &s->c.sk, *sv = &x->a.up->sk;
+    bool ok = client_side ? pump_step(s, &x->up, cl, sv, rd) &&
+                                (!wr || pump_step(s, &x->down, sv, cl, false))
+                          : pump_step(s, &x->down, sv, cl, rd) &&
+                                (!wr || pump_step(s, &x->up, cl, sv, false));
+    if (!ok)
+        return;
+    if (pump_finished(&x->up) && pump_finished(&x->down)) {
+        http_free(s, false);
+        return;
+    }
+    conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
+    http_update_interest(s);
+}
