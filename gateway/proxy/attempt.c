@@ -114,6 +114,24 @@ void attempt_start(struct attempt *a)
 
 /* ---- connecting ---- */
 
+static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct attempt *a = w->data;
+    bool rd, wr;
+    sk_ready(&a->up->sk, revents, &rd, &wr);
+    a->ops->server_io(a, rd, wr);
+}
+
+/* The connection carries the exchange from now on: the mode drives it. */
+static void ready(struct attempt *a)
+{
+    a->state = ATTEMPT_READY;
+    ev_set_cb(&a->up->sk.io, on_server_io);
+    a->up->sk.io.data = a;
+    a->ops->ready(a);
+}
+
 static void on_connect_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop, (void)revents;
@@ -127,8 +145,7 @@ static void on_connect_io(struct ev_loop *loop, ev_io *w, int revents)
         attempt_failed(a, rc == -ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET, 502);
         return;
     }
-    a->state = ATTEMPT_READY;
-    a->ops->ready(a);
+    ready(a);
 }
 
 /* A connection this client keeps (private), else one from the pool. */
@@ -162,8 +179,7 @@ static void try_server(struct attempt *a, struct srv *s, bool fresh)
     }
     a->up = fresh ? NULL : reuse(a, s);
     if (a->up) {
-        a->state = ATTEMPT_READY;
-        a->ops->ready(a);
+        ready(a);
         return;
     }
     a->up = upstream_open(s);
@@ -318,15 +334,18 @@ void attempt_reset(struct attempt *a)
     a->log_dc = NULL;
 }
 
-void attempt_log_fields(struct attempt *a, struct access_log_rec *r, char *client_buf,
-                        size_t client_len)
+void attempt_log(struct attempt *a, struct access_log_rec *r)
 {
-    net_addr_str(&a->c->peer, client_buf, client_len);
-    r->client = client_buf;
+    if (access_log_format == ACCESS_LOG_OFF)
+        return;
+    char client[80];
+    net_addr_str(&a->c->peer, client, sizeof(client));
+    r->client = client;
     r->listener = cl_of(a)->name;
     r->session = a->key;
     r->session_len = a->keylen;
     r->dc = a->log_dc;
     r->server = a->log_dc ? a->log_srv : NULL;
     r->retries = a->tries > 0 ? a->tries - 1 : 0;
+    access_log_write(r);
 }

@@ -44,6 +44,8 @@ struct attempt_ops {
     /* The attempt waits (routing, holding, connecting): the mode sets what
      * it wants from the client meanwhile. */
     void (*waiting)(struct attempt *a);
+    /* The ready server connection can be read (RD) or written (WR). */
+    void (*server_io)(struct attempt *a, bool rd, bool wr);
 };
 
 struct attempt {
@@ -90,9 +92,8 @@ void attempt_cancel(struct attempt *a);
 void attempt_release(struct attempt *a, bool reusable);
 /* Back to IDLE for the next request of the same client. */
 void attempt_reset(struct attempt *a);
-/* The access-log fields the engine knows (client, listener, session,
- * datacenter, server, retries); CLIENT_BUF holds the client's address. */
-void attempt_log_fields(struct attempt *a, struct access_log_rec *r, char *client_buf,
-                        size_t client_len);
+/* Writes the access-log record R (when the log is on), completed with what
+ * the engine knows: client, listener, session, datacenter, server, retries. */
+void attempt_log(struct attempt *a, struct access_log_rec *r);
 
 #endif

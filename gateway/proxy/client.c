@@ -1,4 +1,5 @@
 #include "gateway/proxy/client.h"
+#include "base/alloc.h"
 #include "gateway/proxy/listener.h"
 #include "proto/proxy_protocol.h"
 #include "base/counters.h"
@@ -8,6 +9,9 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+
+static void on_setup_io(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_on_timeout(struct conn *c);
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -21,14 +25,17 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         c->tm_at = c->deadline;
         return;
     }
-    c->on_timeout(c);
+    conn_on_timeout(c);
 }
 
-void conn_init(struct conn *c, int fd, struct listener *l, const struct net_addr *peer,
-               void (*io_cb)(struct ev_loop *, ev_io *, int), void *owner,
-               void (*on_timeout)(struct conn *c))
+static void conn_start(struct conn *c);
+
+static void conn_init(struct conn *c, int fd, struct listener *l, const struct net_addr *peer,
+                      const struct conn_ops *ops)
 {
-    sk_init(&c->sk, fd, io_cb, owner);
+    sk_init(&c->sk, fd, on_setup_io, c);
+    c->ops = ops;
+    c->setup = CONN_PROXY;
     c->gen = gen_ref(gw.gen);
     c->cl = &c->gen->conf->lsns[l->cidx];
     c->lst = c->gen->lst[l->cidx];
@@ -41,16 +48,25 @@ void conn_init(struct conn *c, int fd, struct listener *l, const struct net_addr
     ev_timer_init(&c->tm, on_timer, 0, 0);
     c->tm.data = c;
     c->deadline = c->tm_at = 0;
-    c->on_timeout = on_timeout;
     c->started = ev_now(gw.loop);
     c->proxy_dst.len = 0;
     c->iplen = 0;
     struct tls_lsn *t = c->gen->tls[l->cidx];
     c->tls = t != NULL;
     if (t && !(c->sk.ssl = tls_lsn_ssl(t, fd)))
-        c->tls = false; /* out of memory: conn_handshake fails it */
+        c->tls = false; /* out of memory: the handshake fails it */
     counters->connections_total++;
     counters->connections_active++;
+}
+
+void conn_accept(int fd, struct listener *l, const struct net_addr *peer,
+                 const struct conn_ops *ops)
+{
+    struct conn *c = pool_get(ops->pool);
+    memset(c, 0, ops->pool->size);
+    conn_init(c, fd, l, peer, ops);
+    ops->init(c);
+    conn_start(c);
 }
 
 void conn_done(struct conn *c)
@@ -104,7 +120,7 @@ const char *conn_peer_ip(struct conn *c)
     return c->ip;
 }
 
-int conn_handshake(struct conn *c)
+static int handshake(struct conn *c)
 {
     if (!c->sk.ssl)
         return -1;
@@ -145,7 +161,7 @@ static bool in_cidr(const struct net_addr *a, const struct conf_cidr *c)
     return bits == 0 || ((x[i] ^ y[i]) >> (8 - bits)) == 0;
 }
 
-bool conn_proxy_trusted(const struct conn *c)
+static bool proxy_trusted(const struct conn *c)
 {
     if (c->cl->nproxy_from == 0)
         return true;
@@ -177,7 +193,7 @@ static int read_proxy(struct conn *c)
     return 1;
 }
 
-ev_tstamp conn_handshake_deadline(const struct conn *c)
+static ev_tstamp setup_deadline(const struct conn *c)
 {
     return c->started + c->cl->handshake_timeout;
 }
@@ -185,16 +201,95 @@ ev_tstamp conn_handshake_deadline(const struct conn *c)
 /* A header split over several segments is polled again after a short
  * pause: the socket stays readable (the header is only peeked), so waiting
  * for readability would spin. */
-int conn_proxy_step(struct conn *c)
+static int proxy_step(struct conn *c)
 {
-    if (ev_now(gw.loop) >= conn_handshake_deadline(c))
+    if (ev_now(gw.loop) >= setup_deadline(c))
         return -1;
     int rc = read_proxy(c);
     if (rc == 0) {
         sk_want_raw(gw.loop, &c->sk, 0);
-        conn_deadline(c, MIN(ev_now(gw.loop) + 0.005, conn_handshake_deadline(c)));
+        conn_deadline(c, MIN(ev_now(gw.loop) + 0.005, setup_deadline(c)));
     }
     return rc;
+}
+
+/* ---- setup: PROXY header, TLS handshake ---- */
+
+static void established(struct conn *c)
+{
+    c->setup = CONN_ESTABLISHED;
+    ev_set_cb(&c->sk.io, c->ops->io);
+    c->ops->established(c);
+}
+
+/* After the PROXY header (if any): the TLS handshake, or the mode. */
+static void after_proxy(struct conn *c)
+{
+    if (!c->tls) {
+        established(c);
+        return;
+    }
+    c->setup = CONN_HANDSHAKE;
+    conn_deadline(c, setup_deadline(c));
+    sk_want_raw(gw.loop, &c->sk, EV_READ);
+}
+
+static void proxy_io(struct conn *c)
+{
+    int rc = proxy_step(c);
+    if (rc < 0)
+        c->ops->failed(c, true, "no valid proxy header");
+    else if (rc > 0)
+        after_proxy(c);
+}
+
+static void handshake_io(struct conn *c)
+{
+    int rc = handshake(c);
+    if (rc < 0)
+        c->ops->failed(c, false, "tls handshake failed");
+    else if (rc > 0)
+        established(c);
+}
+
+static void on_setup_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct conn *c = w->data;
+    if (c->setup == CONN_PROXY)
+        proxy_io(c);
+    else
+        handshake_io(c);
+}
+
+static void conn_on_timeout(struct conn *c)
+{
+    switch (c->setup) {
+    case CONN_PROXY:
+        proxy_io(c); /* a retry, or out of time */
+        return;
+    case CONN_HANDSHAKE:
+        tls_count_failure();
+        c->ops->failed(c, false, "tls handshake timeout");
+        return;
+    case CONN_ESTABLISHED:
+        c->ops->timeout(c);
+        return;
+    }
+}
+
+static void conn_start(struct conn *c)
+{
+    if (!c->cl->accept_proxy) {
+        after_proxy(c);
+        return;
+    }
+    if (!proxy_trusted(c)) {
+        c->ops->failed(c, true, "proxy untrusted");
+        return;
+    }
+    conn_deadline(c, setup_deadline(c));
+    sk_want_raw(gw.loop, &c->sk, EV_READ);
 }
 
 size_t conn_proxy_header(const struct conn *c, unsigned char *out)

@@ -1,6 +1,8 @@
 /* What every client connection has, whatever its mode: the client socket,
- * the generation and listener it runs under, and one timer for all its
- * timeouts. tcp.c and h1.c embed it first in their own structures. */
+ * the generation and listener it runs under, one timer for all its timeouts,
+ * and its setup: [PROXY header from a balancer] -> [TLS handshake] ->
+ * established, after which the mode (tcp.c, http_session.c, which embed it)
+ * takes over. */
 #ifndef EG_GATEWAY_PROXY_CLIENT_H
 #define EG_GATEWAY_PROXY_CLIENT_H
 
@@ -8,6 +10,33 @@
 #include "base/socket.h"
 
 struct listener;
+struct conn;
+
+enum conn_setup {
+    CONN_PROXY,         /* reading the PROXY header of a balancer */
+    CONN_HANDSHAKE,     /* client TLS handshake */
+    CONN_ESTABLISHED,   /* the mode drives the connection */
+};
+
+/* What a mode gives its client connections. */
+struct conn_ops {
+    /* The mode's structures (struct conn first) come from this pool. */
+    struct pool *pool;
+    /* A connection was accepted and initialised: the mode sets up its part
+     * (zeroed) before the setup starts. */
+    void (*init)(struct conn *c);
+    /* The client socket's events once established. */
+    void (*io)(struct ev_loop *loop, ev_io *w, int revents);
+    /* The deadline passed (see conn_deadline), once established. */
+    void (*timeout)(struct conn *c);
+    /* Setup is over: the mode starts. */
+    void (*established)(struct conn *c);
+    /* Setup failed; WHY for the access log, ABORT: reset the client. The
+     * mode frees the connection. */
+    void (*failed)(struct conn *c, bool abort, const char *why);
+};
+
+struct pool;
 
 struct conn {
     struct sk sk;               /* the client */
@@ -19,17 +48,20 @@ struct conn {
     ev_timer tm;
     ev_tstamp deadline;         /* when on_timeout runs, see conn_deadline() */
     ev_tstamp tm_at;            /* when the timer is armed for */
-    void (*on_timeout)(struct conn *c);
+    const struct conn_ops *ops;
     ev_tstamp started;
+    enum conn_setup setup;
     struct net_addr proxy_dst;  /* destination a balancer announced (len 0: none) */
     char ip[46];                /* the peer's address as text, once asked for */
     uint8_t iplen;
     bool tls;                   /* the client speaks TLS */
 };
 
-void conn_init(struct conn *c, int fd, struct listener *l, const struct net_addr *peer,
-               void (*io_cb)(struct ev_loop *, ev_io *, int), void *owner,
-               void (*on_timeout)(struct conn *c));
+/* A new client connection on listener L, of the mode OPS: initialised, then
+ * its setup started (the PROXY header and the TLS handshake where the
+ * listener asks for them), which ends in ops->established or ops->failed. */
+void conn_accept(int fd, struct listener *l, const struct net_addr *peer,
+                 const struct conn_ops *ops);
 /* Releases the client socket and everything the base holds. */
 void conn_done(struct conn *c);
 /* Sets when on_timeout runs. Cheap when the deadline moves later (the usual
@@ -41,20 +73,8 @@ void conn_deadline(struct conn *c, ev_tstamp at);
 bool conn_rebase(struct conn *c);
 /* The client's address as text (cached: it is needed on every request). */
 const char *conn_peer_ip(struct conn *c);
-/* Drives the client's TLS handshake: 1 done, 0 in progress (the watcher
- * waits for what TLS needs), -1 failed. */
-int conn_handshake(struct conn *c);
 /* The server name the client sent in its TLS handshake, or NULL. */
 const char *conn_sni(const struct conn *c);
-/* Whether the listener takes a PROXY header from this peer. */
-bool conn_proxy_trusted(const struct conn *c);
-/* Reads the PROXY header a trusted balancer sends first, on a readiness
- * event or when the retry set here is due: 1 done (peer is now the real
- * client), 0 not all there yet (retried shortly), -1 bad or out of time
- * (handshake_timeout from the accept). */
-int conn_proxy_step(struct conn *c);
-/* The deadline of the PROXY header and TLS handshake, from the accept. */
-ev_tstamp conn_handshake_deadline(const struct conn *c);
 /* The PROXY header (send_proxy) for a server connection of this client:
  * its address, and the destination it reached (as a balancer announced it,
  * else our listener's). Returns its length in OUT (PP_BUILD_MAX bytes). */

@@ -41,19 +41,11 @@ void http_request_done(struct http_session *s, int status, const char *end)
     l->requests_total++;
     l->status[status >= 100 && status < 600 ? status / 100 : 0]++;
     stats_observe(&l->request, took);
-    if (access_log_format == ACCESS_LOG_OFF)
-        return;
-    char client[80];
-    struct access_log_rec r = {.mode = "http", .end = end};
-    attempt_log_fields(&x->a, &r, client, sizeof(client));
-    r.method = x->log_method;
-    r.path = x->log_path;
-    r.path_len = x->log_path_len;
-    r.status = status;
-    r.bytes_in = x->tx_req;
-    r.bytes_out = x->tx_resp;
-    r.duration_s = took;
-    access_log_write(&r);
+    struct access_log_rec r = {.mode = "http", .end = end, .method = x->log_method,
+                               .path = x->log_path, .path_len = x->log_path_len,
+                               .status = status, .bytes_in = x->tx_req,
+                               .bytes_out = x->tx_resp, .duration_s = took};
+    attempt_log(&x->a, &r);
 }
 
 static void count_error(int status)

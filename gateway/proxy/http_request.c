@@ -208,8 +208,6 @@ static void on_ready(struct attempt *a)
     x->resp_state = RESP_HEAD;
     x->interims = 0;
     http_msg_init(&x->resp, true, &x->resp_hdr, 1);
-    ev_set_cb(&u->sk.io, http_on_server_io);
-    u->sk.io.data = s;
     u->requests++;
     if (!http_flush_request(s))
         return;
@@ -236,8 +234,14 @@ static bool replayable(const struct attempt *a)
 
 static void on_waiting(struct attempt *a) { http_update_interest(session_of(a)); }
 
+static void on_server_io(struct attempt *a, bool rd, bool wr)
+{
+    http_server_io(session_of(a), rd, wr);
+}
+
 const struct attempt_ops http_attempt_ops = {
     .ready = on_ready, .give_up = on_give_up, .replayable = replayable, .waiting = on_waiting,
+    .server_io = on_server_io,
 };
 
 /* ---- the request head ---- */

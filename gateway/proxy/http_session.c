@@ -4,7 +4,6 @@
 #include "base/alloc.h"
 #include "base/counters.h"
 #include "base/log.h"
-#include "base/tls.h"
 #include "gateway/proxy/upstream.h"
 
 #include <string.h>
@@ -38,36 +37,26 @@ void http_set_idle(struct http_session *s)
     sk_want(gw.loop, &s->c.sk, !s->cl_eof, false);
 }
 
-/* After the PROXY header (if any): the TLS handshake, or the first request. */
-static void start_session(struct http_session *s)
+static void on_established(struct conn *c)
 {
-    if (s->c.tls) {
-        s->phase = PHASE_HANDSHAKE;
-        conn_deadline(&s->c, conn_handshake_deadline(&s->c));
-        sk_want_raw(gw.loop, &s->c.sk, EV_READ);
-        return;
-    }
-    http_set_idle(s);
+    http_set_idle(container_of(c, struct http_session, c));
 }
 
-void http_accept(int fd, struct listener *l, const struct net_addr *peer)
+static void on_setup_failed(struct conn *c, bool abort, const char *why)
 {
-    struct http_session *s = pool_get(&session_pool);
-    memset(s, 0, sizeof(*s));
-    conn_init(&s->c, fd, l, peer, on_client_io, s, on_timeout);
-    dlist_add(&sessions, &s->link);
-    if (s->c.cl->accept_proxy) {
-        if (!conn_proxy_trusted(&s->c)) {
-            http_free(s, true);
-            return;
-        }
-        s->phase = PHASE_PROXY;
-        conn_deadline(&s->c, conn_handshake_deadline(&s->c));
-        sk_want_raw(gw.loop, &s->c.sk, EV_READ);
-        return;
-    }
-    start_session(s);
+    (void)why;
+    http_free(container_of(c, struct http_session, c), abort);
 }
+
+static void on_accepted(struct conn *c)
+{
+    dlist_add(&sessions, &container_of(c, struct http_session, c)->link);
+}
+
+const struct conn_ops http_conn_ops = {
+    .pool = &session_pool, .init = on_accepted, .io = on_client_io, .timeout = on_timeout,
+    .established = on_established, .failed = on_setup_failed,
+};
 
 void http_close_idle(void)
 {
@@ -97,9 +86,8 @@ static void exchange_interest(struct http_session *s)
 void http_update_interest(struct http_session *s)
 {
     switch (s->phase) {
-    case PHASE_PROXY:
-    case PHASE_HANDSHAKE:
-        return; /* conn_proxy_step() and conn_handshake() set what they wait for */
+    case PHASE_SETUP:
+        return; /* client.c sets what the setup waits for */
     case PHASE_IDLE:
         sk_want(gw.loop, &s->c.sk, !s->cl_eof, false);
         return;
@@ -122,35 +110,13 @@ void http_update_interest(struct http_session *s)
 
 /* ---- events ---- */
 
-static void read_proxy(struct http_session *s)
-{
-    int rc = conn_proxy_step(&s->c);
-    if (rc < 0)
-        http_free(s, true);
-    else if (rc > 0)
-        start_session(s);
-}
-
-static void handshake(struct http_session *s)
-{
-    int rc = conn_handshake(&s->c);
-    if (rc < 0)
-        http_free(s, false);
-    else if (rc > 0)
-        http_set_idle(s);
-}
-
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
-    struct http_session *s = w->data;
+    struct http_session *s = container_of(w->data, struct http_session, c);
     bool rd, wr;
     switch (s->phase) {
-    case PHASE_PROXY:
-        read_proxy(s);
-        return;
-    case PHASE_HANDSHAKE:
-        handshake(s);
+    case PHASE_SETUP:
         return;
     case PHASE_ERROR:
         sk_ready(&s->c.sk, revents, &rd, &wr);
@@ -172,19 +138,13 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
     http_update_interest(s);
 }
 
-void http_on_server_io(struct ev_loop *loop, ev_io *w, int revents)
+void http_server_io(struct http_session *s, bool rd, bool wr)
 {
-    (void)loop;
-    struct http_session *s = w->data;
-    bool rd, wr;
-    sk_ready(&s->x->a.up->sk, revents, &rd, &wr);
     if (s->phase == PHASE_TUNNEL) {
         http_tunnel_io(s, false, rd, wr);
         return;
     }
-    if (wr && !http_flush_request(s))
-        return;
-    if (rd && !http_read_response(s))
+    if ((wr && !http_flush_request(s)) || (rd && !http_read_response(s)))
         return;
     http_update_interest(s);
 }
@@ -193,17 +153,11 @@ static void on_timeout(struct conn *c)
 {
     struct http_session *s = container_of(c, struct http_session, c);
     switch (s->phase) {
-    case PHASE_PROXY:
-        read_proxy(s);
-        return;
-    case PHASE_HANDSHAKE:
-        tls_count_failure();
-        http_free(s, false);
-        return;
     case PHASE_EXCHANGE:
         if (!attempt_timeout(&s->x->a))
             http_request_timeout(s);
         return;
+    case PHASE_SETUP:
     case PHASE_IDLE:
     case PHASE_TUNNEL:
     case PHASE_ERROR:

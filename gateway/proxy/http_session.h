@@ -1,7 +1,7 @@
 /* http mode: HTTP/1.1 requests routed one by one, keep-alive on both sides.
  *
- * A client connection (struct http_session) goes [PROXY (header from a
- * balancer)] -> [HANDSHAKE (TLS)] -> IDLE -> EXCHANGE -> IDLE ... with
+ * A client connection (struct http_session) goes SETUP (client.c: PROXY
+ * header, TLS handshake) -> IDLE -> EXCHANGE -> IDLE ... with
  * TUNNEL after 101 Switching Protocols and ERROR to write an error response
  * and close. While IDLE it holds no buffer and no per-request state: a
  * struct http_exchange comes from a pool when a request's first byte
@@ -22,17 +22,15 @@
 #include "proto/http.h"
 #include "proto/proxy_protocol.h"
 
-struct listener;
-
-void http_accept(int fd, struct listener *l, const struct net_addr *peer);
+/* What http mode gives its client connections (see conn_accept). */
+extern const struct conn_ops http_conn_ops;
 /* Closes client connections that sit idle between requests (drain). */
 void http_close_idle(void);
 
 /* ---- shared by the http_*.c files ---- */
 
 enum http_phase {
-    PHASE_PROXY,         /* reading the PROXY header of a balancer */
-    PHASE_HANDSHAKE,     /* client TLS handshake */
+    PHASE_SETUP,        /* client.c reads the PROXY header, does the TLS handshake */
     PHASE_IDLE,          /* between requests */
     PHASE_EXCHANGE,      /* a request and its response (see struct http_exchange) */
     PHASE_TUNNEL,        /* after 101: bytes both ways */
@@ -114,8 +112,8 @@ struct http_session {
 void http_free(struct http_session *s, bool abort_client);
 void http_update_interest(struct http_session *s);
 void http_set_idle(struct http_session *s);
-/* The server connection's events, once the engine handed it over. */
-void http_on_server_io(struct ev_loop *loop, ev_io *w, int revents);
+/* The ready server connection can be read (RD) or written (WR). */
+void http_server_io(struct http_session *s, bool rd, bool wr);
 
 /* http_request.c: each returning bool returns false when the session ended
  * or moved on (another attempt, an error response). */

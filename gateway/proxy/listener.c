@@ -88,10 +88,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         net_set_nodelay(fd);
         const struct conf_listener *cl = &gw.gen->conf->lsns[l->cidx];
-        if (cl->mode == MODE_TCP)
-            tcp_accept(fd, l, &peer);
-        else
-            http_accept(fd, l, &peer);
+        conn_accept(fd, l, &peer, cl->mode == MODE_TCP ? &tcp_conn_ops : &http_conn_ops);
     }
 }
 

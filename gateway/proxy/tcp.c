@@ -1,7 +1,7 @@
 /* tcp mode.
  *
- * A connection goes [PROXY (header from a balancer)] -> [HANDSHAKE (client
- * TLS)] -> ATTEMPT (the attempt engine routes, holds, connects) -> STREAM.
+ * A connection goes SETUP (client.c: PROXY header, TLS handshake) -> ATTEMPT
+ * (the attempt engine routes, holds, connects) -> STREAM.
  * Until the server sends its first byte every byte sent to it stays in the
  * client-to-server pump (retained), so that a failed connect, or a reset or
  * close before the server spoke, is replayed on the next server or
@@ -12,7 +12,6 @@
 #include "base/alloc.h"
 #include "base/counters.h"
 #include "base/log.h"
-#include "base/tls.h"
 #include "gateway/ops/access_log.h"
 #include "gateway/proxy/attempt.h"
 #include "gateway/proxy/client.h"
@@ -24,8 +23,7 @@
 #include <string.h>
 
 enum tcp_state {
-    TCP_PROXY,          /* reading the PROXY header of a balancer */
-    TCP_HANDSHAKE,      /* client TLS handshake */
+    TCP_SETUP,          /* client.c reads the PROXY header, does the TLS handshake */
     TCP_ATTEMPT,        /* the attempt engine finds a server */
     TCP_STREAM,         /* bytes flow both ways */
 };
@@ -45,26 +43,15 @@ struct tcp_session {
 static struct pool sessions = POOL_INIT(struct tcp_session, 1024);
 
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
-static void on_server_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timeout(struct conn *c);
-
-static void log_connection(struct tcp_session *t, const char *why)
-{
-    if (access_log_format == ACCESS_LOG_OFF)
-        return;
-    char client[80];
-    struct access_log_rec r = {.mode = "tcp", .end = why};
-    attempt_log_fields(&t->a, &r, client, sizeof(client));
-    r.bytes_in = t->rx;
-    r.bytes_out = t->tx;
-    r.duration_s = ev_now(gw.loop) - t->c.started;
-    access_log_write(&r);
-}
 
 /* Ends the connection; WHY goes to the access log. */
 static void tcp_free(struct tcp_session *t, bool abort_client, const char *why)
 {
-    log_connection(t, why);
+    struct access_log_rec r = {.mode = "tcp", .end = why, .bytes_in = t->rx,
+                               .bytes_out = t->tx,
+                               .duration_s = ev_now(gw.loop) - t->c.started};
+    attempt_log(&t->a, &r);
     attempt_cancel(&t->a);
     pump_clear(&t->c2s);
     pump_clear(&t->s2c);
@@ -104,8 +91,6 @@ static void on_ready(struct attempt *a)
 {
     struct tcp_session *t = container_of(a, struct tcp_session, a);
     t->state = TCP_STREAM;
-    ev_set_cb(&a->up->sk.io, on_server_io);
-    a->up->sk.io.data = t;
     a->up->requests++;
     a->rt.dc->st->sessions_total++;
     pump_rewind(&t->c2s, t->pp, t->pp_len);
@@ -143,70 +128,35 @@ static void on_waiting(struct attempt *a)
     update_interest(t);
 }
 
+static bool flush_c2s(struct tcp_session *t);
+static bool read_server(struct tcp_session *t);
+static void after_io(struct tcp_session *t);
+
+static void on_server_io(struct attempt *a, bool rd, bool wr)
+{
+    struct tcp_session *t = container_of(a, struct tcp_session, a);
+    if ((wr && !flush_c2s(t)) || (rd && !read_server(t)))
+        return;
+    after_io(t);
+}
+
 static const struct attempt_ops tcp_attempt_ops = {
     .ready = on_ready, .give_up = on_give_up, .replayable = replayable, .waiting = on_waiting,
+    .server_io = on_server_io,
 };
 
 /* ---- session start ---- */
 
-static void start_routing(struct tcp_session *t)
+/* After the PROXY header and the TLS handshake: the real client's address
+ * and the SNI are known, either may be the session key. */
+static void on_established(struct conn *c)
 {
-    t->state = TCP_ATTEMPT;
-    if (t->c.cl->send_proxy)
-        t->pp_len = (uint8_t)conn_proxy_header(&t->c, t->pp);
-    attempt_start(&t->a);
-}
-
-/* After the PROXY header (if any): the TLS handshake, or routing. */
-static void start_session(struct tcp_session *t)
-{
-    if (t->c.cl->sess == SESS_CLIENT_IP) { /* the real client, once PROXY told */
-        t->a.key = conn_peer_ip(&t->c);
+    struct tcp_session *t = container_of(c, struct tcp_session, c);
+    if (c->cl->sess == SESS_CLIENT_IP) {
+        t->a.key = conn_peer_ip(c);
         t->a.keylen = (uint16_t)strlen(t->a.key);
-    }
-    if (t->c.tls) {
-        t->state = TCP_HANDSHAKE;
-        conn_deadline(&t->c, conn_handshake_deadline(&t->c));
-        sk_want_raw(gw.loop, &t->c.sk, EV_READ);
-        return;
-    }
-    start_routing(t);
-}
-
-void tcp_accept(int fd, struct listener *l, const struct net_addr *peer)
-{
-    struct tcp_session *t = pool_get(&sessions);
-    memset(t, 0, sizeof(*t));
-    conn_init(&t->c, fd, l, peer, on_client_io, t, on_timeout);
-    attempt_init(&t->a, &tcp_attempt_ops, &t->c, true, NULL);
-    t->c2s.retain = true;
-    if (t->c.cl->accept_proxy) {
-        if (!conn_proxy_trusted(&t->c)) {
-            tcp_free(t, true, "proxy untrusted");
-            return;
-        }
-        t->state = TCP_PROXY;
-        conn_deadline(&t->c, conn_handshake_deadline(&t->c));
-        sk_want_raw(gw.loop, &t->c.sk, EV_READ);
-        return;
-    }
-    start_session(t);
-}
-
-static void read_proxy(struct tcp_session *t)
-{
-    int rc = conn_proxy_step(&t->c);
-    if (rc < 0)
-        tcp_free(t, true, "no valid proxy header");
-    else if (rc > 0)
-        start_session(t);
-}
-
-/* The client's TLS handshake is done: the SNI may be the session key. */
-static void handshake_done(struct tcp_session *t)
-{
-    const char *sni = conn_sni(&t->c);
-    if (t->c.cl->sess == SESS_SNI && sni) {
+    } else if (c->cl->sess == SESS_SNI && conn_sni(c)) {
+        const char *sni = conn_sni(c);
         size_t n = strlen(sni);
         if (!affinity_key_valid(sni, n)) {
             counters->bad_session_keys_total++;
@@ -216,8 +166,28 @@ static void handshake_done(struct tcp_session *t)
         t->a.key = sni; /* lives as long as the TLS session */
         t->a.keylen = (uint16_t)n;
     }
-    start_routing(t);
+    t->state = TCP_ATTEMPT;
+    if (c->cl->send_proxy)
+        t->pp_len = (uint8_t)conn_proxy_header(c, t->pp);
+    attempt_start(&t->a);
 }
+
+static void on_setup_failed(struct conn *c, bool abort, const char *why)
+{
+    tcp_free(container_of(c, struct tcp_session, c), abort, why);
+}
+
+static void on_accepted(struct conn *c)
+{
+    struct tcp_session *t = container_of(c, struct tcp_session, c);
+    attempt_init(&t->a, &tcp_attempt_ops, c, true, NULL);
+    t->c2s.retain = true;
+}
+
+const struct conn_ops tcp_conn_ops = {
+    .pool = &sessions, .init = on_accepted, .io = on_client_io, .timeout = on_timeout,
+    .established = on_established, .failed = on_setup_failed,
+};
 
 /* ---- streaming: each returns false when the connection was freed ---- */
 
@@ -319,23 +289,7 @@ static void after_io(struct tcp_session *t)
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
-    struct tcp_session *t = w->data;
-    switch (t->state) {
-    case TCP_PROXY:
-        read_proxy(t);
-        return;
-    case TCP_HANDSHAKE: {
-        int rc = conn_handshake(&t->c);
-        if (rc < 0)
-            tcp_free(t, false, "tls handshake failed");
-        else if (rc > 0)
-            handshake_done(t);
-        return;
-    }
-    case TCP_ATTEMPT:
-    case TCP_STREAM:
-        break;
-    }
+    struct tcp_session *t = container_of(w->data, struct tcp_session, c);
     bool rd, wr;
     sk_ready(&t->c.sk, revents, &rd, &wr);
     if (wr && t->state == TCP_STREAM && !flush_s2c(t))
@@ -348,37 +302,11 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
         update_interest(t);
 }
 
-static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    struct tcp_session *t = w->data;
-    bool rd, wr;
-    sk_ready(&t->a.up->sk, revents, &rd, &wr);
-    if (wr && !flush_c2s(t))
-        return;
-    if (rd && !read_server(t))
-        return;
-    after_io(t);
-}
-
 static void on_timeout(struct conn *c)
 {
     struct tcp_session *t = container_of(c, struct tcp_session, c);
-    switch (t->state) {
-    case TCP_PROXY:
-        read_proxy(t);
+    if (t->state == TCP_ATTEMPT && attempt_timeout(&t->a))
         return;
-    case TCP_HANDSHAKE:
-        tls_count_failure();
-        tcp_free(t, false, "tls handshake timeout");
-        return;
-    case TCP_ATTEMPT:
-        if (attempt_timeout(&t->a))
-            return;
-        break;
-    case TCP_STREAM:
-        break;
-    }
     log_debug("tcp: idle timeout on %s", t->c.cl->name);
     tcp_free(t, false, "idle timeout");
 }

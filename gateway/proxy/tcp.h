@@ -3,10 +3,9 @@
 #ifndef EG_GATEWAY_PROXY_TCP_H
 #define EG_GATEWAY_PROXY_TCP_H
 
-#include "base/net.h"
+#include "gateway/proxy/client.h"
 
-struct listener;
-
-void tcp_accept(int fd, struct listener *l, const struct net_addr *peer);
+/* What tcp mode gives its client connections (see conn_accept). */
+extern const struct conn_ops tcp_conn_ops;
 
 #endif
