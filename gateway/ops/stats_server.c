@@ -518,15 +518,24 @@ static void stats_server_close(void)
     lfd = -1;
 }
 
-int stats_server_apply(const struct conf *c, bool reuseport, char *err, size_t errlen)
+/* The token changes only with a configuration that is applied: a reload
+ * that fails keeps the running one's. */
+static void set_token(const struct conf *c)
 {
     snprintf(token, sizeof(token), "%s", c->stats_token ? c->stats_token : "");
+}
+
+int stats_server_apply(const struct conf *c, bool reuseport, char *err, size_t errlen)
+{
     if (!c->stats_on) {
         stats_server_close();
+        set_token(c);
         return EG_OK;
     }
-    if (lfd >= 0 && net_addr_equal(&laddr, &c->stats_addr) && lreuse == reuseport)
+    if (lfd >= 0 && net_addr_equal(&laddr, &c->stats_addr) && lreuse == reuseport) {
+        set_token(c);
         return EG_OK;
+    }
     char e[EG_ERRLEN];
     int fd = net_listen(&c->stats_addr, 128, reuseport, e, sizeof(e));
     if (fd < 0) {
@@ -534,6 +543,7 @@ int stats_server_apply(const struct conf *c, bool reuseport, char *err, size_t e
         return EG_ERR;
     }
     stats_server_close();
+    set_token(c);
     if (!token[0] && !is_loopback(&c->stats_addr))
         log_warn("stats on a non-loopback address without stats_token: anyone who can "
                  "reach it reads it");

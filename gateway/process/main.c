@@ -124,6 +124,11 @@ int main(int argc, char **argv)
     }
     if (test)
         return test_conf(file);
+    /* A daemon runs in "/": a relative name would not find the file again
+     * at the next reload. */
+    char *abs_file = realpath(file, NULL);
+    if (abs_file)
+        file = abs_file;
     struct conf *c = load(file);
     if (!c)
         return EXIT_CONF;
@@ -156,5 +161,6 @@ int main(int argc, char **argv)
     if (rc == 0)
         log_info("edgegate stopped");
     log_flush();
+    free(abs_file);
     return rc;
 }

@@ -80,3 +80,60 @@ listener web {{ listen 127.0.0.1:{port}; mode {mode}; hold_timeout 15s; }}
     assert body.startswith(b"dc=ams" if mode == "http" else b"ping"), result
     assert time.time() - back < 3
     assert stats(sp)["counters"]["held_now"] == 0
+
+
+def test_a_failed_reload_keeps_the_stats_token(env):
+    """A reload that failed (its stats address could not be bound) once
+    changed stats_token all the same."""
+    dc = env.dcsim("ams")
+    port, sp = free_port(), free_port()
+    conf = """
+stats 127.0.0.1:{sp};
+stats_token {token};
+datacenter ams {{ server {dc}; }}
+listener web {{ listen 127.0.0.1:{port}; }}
+"""
+    gw = env.gateway(conf.format(sp=sp, token="old-secret", dc=dc.addr, port=port), wait=[port])
+    auth = {"Authorization": "Bearer old-secret"}
+    assert http_get(sp, "/stats", headers=auth)[0] == 200
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    with open(gw.conf, "w") as f:
+        f.write(conf.format(sp=taken, token="new-secret", dc=dc.addr, port=port))
+    gw.send(signal.SIGHUP)
+    gw.wait_output("reload failed")
+    busy.close()
+    assert http_get(sp, "/stats", headers=auth)[0] == 200
+    assert http_get(sp, "/stats", headers={"Authorization": "Bearer new-secret"})[0] == 401
+
+
+def test_a_daemon_started_with_a_relative_path_reloads(env, tmp_path):
+    """The daemon changes to "/": a relative -c once made every later
+    SIGHUP fail with "cannot read the configuration"."""
+    import os
+    import subprocess
+    from conftest import EG_BIN
+    dc = env.dcsim("ams")
+    port, sp = free_port(), free_port()
+    log, pid = tmp_path / "gw.log", tmp_path / "gw.pid"
+    (tmp_path / "gw.conf").write_text(f"""
+log {log} info;
+pid {pid};
+stats 127.0.0.1:{sp};
+datacenter ams {{ server {dc.addr}; }}
+listener web {{ listen 127.0.0.1:{port}; }}
+""")
+    subprocess.run([EG_BIN, "-c", "gw.conf"], cwd=tmp_path, check=True, timeout=10)
+    wait_until(lambda: pid.exists() and pid.read_text().strip(), what="pid file")
+    daemon = int(pid.read_text())
+    try:
+        gen = stats(sp)["generation"]
+        os.kill(daemon, signal.SIGHUP)
+        wait_until(lambda: stats(sp)["generation"] != gen, what="reload")
+        assert "cannot read" not in log.read_text()
+        assert http_get(port, "/")[0] == 200
+    finally:
+        os.kill(daemon, signal.SIGTERM)
+        wait_until(lambda: not os.path.exists(f"/proc/{daemon}"), what="daemon gone")
