@@ -23,22 +23,22 @@ static ssize_t tls_result(struct sk *s, int ret, bool reading)
     case SSL_ERROR_WANT_READ:
         if (!reading)
             s->wr_wants_r = 1;
-        return SK_AGAIN;
+        return EG_AGAIN;
     case SSL_ERROR_WANT_WRITE:
         if (reading)
             s->rd_wants_w = 1;
-        return SK_AGAIN;
+        return EG_AGAIN;
     case SSL_ERROR_ZERO_RETURN:
         return 0;
     case SSL_ERROR_SYSCALL:
         s->err = errno ? errno : ECONNRESET;
         ERR_clear_error();
         /* With SSL_OP_IGNORE_UNEXPECTED_EOF a bare TCP close reads as EOF. */
-        return reading && errno == 0 ? 0 : SK_ERROR;
+        return reading && errno == 0 ? 0 : EG_ERR;
     default:
         s->err = 0;
         ERR_clear_error();
-        return SK_ERROR;
+        return EG_ERR;
     }
 }
 
@@ -58,9 +58,9 @@ ssize_t sk_read(struct sk *s, void *buf, size_t len)
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN)
-            return SK_AGAIN;
+            return EG_AGAIN;
         s->err = errno;
-        return SK_ERROR;
+        return EG_ERR;
     }
 }
 
@@ -97,9 +97,9 @@ ssize_t sk_writev(struct sk *s, const struct iovec *iov, int n)
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN)
-            return SK_AGAIN;
+            return EG_AGAIN;
         s->err = errno;
-        return SK_ERROR;
+        return EG_ERR;
     }
 }
 
@@ -116,19 +116,19 @@ int sk_handshake(struct sk *s)
     int r = SSL_do_handshake(s->ssl);
     if (r == 1) {
         s->hs_ev = 0;
-        return 1;
+        return EG_OK;
     }
     switch (SSL_get_error(s->ssl, r)) {
     case SSL_ERROR_WANT_READ:
         s->hs_ev = EV_READ;
-        return SK_AGAIN;
+        return EG_AGAIN;
     case SSL_ERROR_WANT_WRITE:
         s->hs_ev = EV_WRITE;
-        return SK_AGAIN;
+        return EG_AGAIN;
     default:
         s->err = errno;
         ERR_clear_error();
-        return SK_ERROR;
+        return EG_ERR;
     }
 }
 

@@ -4,14 +4,14 @@
 #ifndef EG_BASE_SOCKET_H
 #define EG_BASE_SOCKET_H
 
+#include "base/util.h"
+
 #include <ev.h>
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#define SK_AGAIN (-1)   /* would block: wait for the events sk_want() asks for */
-#define SK_ERROR (-2)   /* connection failed: sk.err holds errno (0 for TLS errors) */
 
 struct sk {
     int fd;
@@ -25,12 +25,13 @@ struct sk {
 };
 
 void sk_init(struct sk *s, int fd, void (*cb)(struct ev_loop *, ev_io *, int), void *data);
-/* > 0 bytes read, 0 at end of stream, SK_AGAIN or SK_ERROR. */
+/* > 0 bytes read, 0 at end of stream, EG_AGAIN (wait for what sk_want()
+ * asks for) or EG_ERR (sk.err holds errno, 0 for TLS errors). */
 ssize_t sk_read(struct sk *s, void *buf, size_t len);
-/* > 0 bytes written, SK_AGAIN or SK_ERROR. */
+/* > 0 bytes written, EG_AGAIN or EG_ERR. */
 ssize_t sk_writev(struct sk *s, const struct iovec *iov, int n);
 ssize_t sk_write(struct sk *s, const void *buf, size_t len);
-/* Drives a TLS handshake: 1 when done, SK_AGAIN (wait for s->hs_ev) or SK_ERROR. */
+/* Drives a TLS handshake: EG_OK when done, EG_AGAIN (wait for s->hs_ev) or EG_ERR. */
 int sk_handshake(struct sk *s);
 /* Registers interest: the logical directions are mapped onto the socket
  * events TLS actually waits for. Only touches the watcher when it changes. */

@@ -14,9 +14,11 @@
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Return codes of functions that fill a caller's error buffer. */
-#define EG_OK 0
-#define EG_ERR (-1)
+/* The one status convention. A function that can finish, have to wait, or
+ * fail returns one of these (reads and writes return a byte count >= 0 in
+ * place of EG_OK); the errno of a failure is kept in the object that failed
+ * (struct sk's err), or a message in the caller's error buffer. */
+enum eg_status { EG_OK = 0, EG_ERR = -1, EG_AGAIN = -2 };
 
 #define EG_ERRLEN 256
 

@@ -196,7 +196,7 @@ static void read_response(struct check *h)
 {
     for (;;) {
         ssize_t n = sk_read(&h->sk, h->rbuf + h->rlen, sizeof(h->rbuf) - h->rlen);
-        if (n == SK_AGAIN)
+        if (n == EG_AGAIN)
             return;
         if (n <= 0) {
             if (h->head_done && h->body.kind == BODY_CLOSE && n == 0) {
@@ -213,10 +213,10 @@ static void read_response(struct check *h)
             static const struct http_limits lim = {.max_line = 1024, .max_head = 2048,
                                                    .max_headers = HTTP_MAX_HDRS};
             int rc = http_parse(&h->resp, h->rbuf, h->rlen, &lim);
-            if (rc == HTTP_AGAIN && h->rlen < sizeof(h->rbuf))
+            if (rc == EG_AGAIN && h->rlen < sizeof(h->rbuf))
                 continue;
-            if (rc != HTTP_DONE) {
-                finish(h, false, false, rc == HTTP_AGAIN ? "response head too large"
+            if (rc != EG_OK) {
+                finish(h, false, false, rc == EG_AGAIN ? "response head too large"
                                                          : h->resp.err);
                 return;
             }
@@ -233,11 +233,11 @@ static void read_response(struct check *h)
         size_t used, avail = h->rlen - from;
         int rc = http_body_scan(&h->body, h->rbuf + from, avail, &used);
         h->rlen = 0; /* body bytes are not kept */
-        if (rc == HTTP_ERROR) {
+        if (rc == EG_ERR) {
             finish(h, false, false, h->body.err);
             return;
         }
-        if (rc == HTTP_DONE) {
+        if (rc == EG_OK) {
             /* Reusable when the server keeps it open and sent nothing extra. */
             bool keep = !(h->resp.flags & HF_CONN_CLOSE) && h->resp.minor == 1 &&
                         used == avail;
@@ -252,7 +252,7 @@ static void read_response(struct check *h)
 static void send_request(struct check *h)
 {
     ssize_t w = sk_write(&h->sk, h->req + h->sent, h->req_len - h->sent);
-    if (w == SK_ERROR || h->req_len == 0) {
+    if (w == EG_ERR || h->req_len == 0) {
         if (!retry_fresh(h))
             finish(h, false, false, "cannot send the request");
         return;
@@ -299,9 +299,9 @@ static void step(struct check *h, int revents)
         return;
     case HC_TLS: {
         int rc = sk_handshake(&h->sk);
-        if (rc == SK_AGAIN) {
+        if (rc == EG_AGAIN) {
             sk_want_raw(h->loop, &h->sk, h->sk.hs_ev);
-        } else if (rc != 1) {
+        } else if (rc != EG_OK) {
             finish(h, false, false, "TLS handshake failed");
         } else if (check_of(h)->type == CHECK_TLS) {
             finish(h, true, false, NULL);

@@ -72,7 +72,7 @@ static int fail(struct http_msg *m, int status, const char *why)
 {
     m->err_status = (uint16_t)status;
     m->err = why;
-    return HTTP_ERROR;
+    return EG_ERR;
 }
 
 static const struct {
@@ -104,7 +104,7 @@ static int parse_version(struct http_msg *m, const char *v, size_t n)
 {
     if (n == 8 && memcmp(v, "HTTP/1.", 7) == 0 && (v[7] == '0' || v[7] == '1')) {
         m->minor = (uint8_t)(v[7] - '0');
-        return HTTP_DONE;
+        return EG_OK;
     }
     if (n == 8 && memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' && v[6] == '.' &&
         v[7] >= '0' && v[7] <= '9')
@@ -177,7 +177,7 @@ static int hdr_content_length(struct http_msg *m, const char *v, size_t n)
     }
     m->content_length = cl;
     m->flags |= HF_HAS_CL;
-    return HTTP_DONE;
+    return EG_OK;
 }
 
 /* Only a list whose last coding is chunked, with chunked nowhere else,
@@ -198,7 +198,7 @@ static int hdr_transfer_encoding(struct http_msg *m, const char *v, size_t n)
         if (elem_is(e, len, "chunked"))
             m->flags |= HF_CHUNKED;
     }
-    return HTTP_DONE;
+    return EG_OK;
 }
 
 static void hdr_connection(struct http_msg *m, const char *v, size_t n)
@@ -267,7 +267,7 @@ static int header_done(struct http_msg *m, const char *buf, const struct http_li
             }
         break;
     }
-    return HTTP_DONE;
+    return EG_OK;
 }
 
 static int head_done(struct http_msg *m)
@@ -275,14 +275,14 @@ static int head_done(struct http_msg *m)
     if ((m->flags & HF_HAS_CL) && (m->flags & HF_HAS_TE))
         return fail(m, m->response ? 502 : 400, "both Content-Length and Transfer-Encoding");
     if (m->response)
-        return HTTP_DONE;
+        return EG_OK;
     if ((m->flags & HF_HAS_TE) && m->minor == 0)
         return fail(m, 400, "Transfer-Encoding in an HTTP/1.0 request");
     if ((m->flags & HF_HAS_TE) && !(m->flags & HF_CHUNKED))
         return fail(m, 400, "Transfer-Encoding without a final chunked");
     if (m->minor == 1 && !(m->flags & HF_HAS_HOST))
         return fail(m, 400, "missing Host");
-    return HTTP_DONE;
+    return EG_OK;
 }
 
 /* Scans a run of field-value bytes at once: the common case of a value. */
@@ -299,7 +299,7 @@ int http_parse(struct http_msg *m, const char *buf, size_t len, const struct htt
     const unsigned char *b = (const unsigned char *)buf;
     uint32_t i = m->pos;
     if (m->state == ST_DONE)
-        return HTTP_DONE;
+        return EG_OK;
     if (len > 65535)
         len = 65535; /* offsets are 16-bit; the limits keep heads well below */
     for (; i < len; i++) {
@@ -337,13 +337,13 @@ int http_parse(struct http_msg *m, const char *buf, size_t len, const struct htt
                 return m->pos = i, m->response ? fail(m, 502, "status line too long")
                                                 : fail(m, 414, "request line too long");
             if (m->state == ST_VERSION && c == '\r') {
-                if (parse_version(m, buf + m->cur, i - m->cur) != HTTP_DONE)
-                    return m->pos = i, HTTP_ERROR;
+                if (parse_version(m, buf + m->cur, i - m->cur) != EG_OK)
+                    return m->pos = i, EG_ERR;
                 m->state = ST_LINE_LF;
                 continue;
             }
             if (m->state == ST_RVERSION && c == ' ') {
-                if (parse_version(m, buf, i) != HTTP_DONE)
+                if (parse_version(m, buf, i) != EG_OK)
                     return m->pos = i, fail(m, 502, m->err);
                 m->state = ST_STATUS;
                 m->cur = (uint16_t)(i + 1);
@@ -431,10 +431,10 @@ int http_parse(struct http_msg *m, const char *buf, size_t len, const struct htt
             struct http_hdr *h = cur_hdr(m);
             h->line_len = (uint16_t)(i + 1 - h->line);
             m->state = ST_HDR_START;
-            if (header_done(m, buf, lim) != HTTP_DONE) {
+            if (header_done(m, buf, lim) != EG_OK) {
                 if (m->response)
                     m->err_status = 502;
-                return m->pos = i, HTTP_ERROR;
+                return m->pos = i, EG_ERR;
             }
             continue;
         }
@@ -455,7 +455,7 @@ more:
         return fail(m, 502, "status line too long");
     if (i >= lim->max_head)
         return fail(m, m->response ? 502 : 431, "header block too large");
-    return HTTP_AGAIN;
+    return EG_AGAIN;
 }
 
 /* ---- bodies ---- */
@@ -504,7 +504,7 @@ void http_body_response(struct http_body *b, const struct http_msg *m, int metho
 static int body_fail(struct http_body *b, const char *why)
 {
     b->err = why;
-    return HTTP_ERROR;
+    return EG_ERR;
 }
 
 static int hexval(unsigned char c)
@@ -600,12 +600,12 @@ static int chunked_scan(struct http_body *b, const char *p, size_t len, size_t *
                 FAIL("bare CR ending the chunked body");
             b->state = CB_DONE;
             *used = i + 1;
-            return HTTP_DONE;
+            return EG_OK;
         }
         i++;
     }
     *used = len;
-    return HTTP_AGAIN;
+    return EG_AGAIN;
 }
 
 #undef FAIL
@@ -615,20 +615,20 @@ int http_body_scan(struct http_body *b, const char *p, size_t len, size_t *used)
     switch (b->kind) {
     case BODY_NONE:
         *used = 0;
-        return HTTP_DONE;
+        return EG_OK;
     case BODY_LENGTH: {
         size_t take = (size_t)MIN((uint64_t)len, b->left);
         b->left -= take;
         *used = take;
-        return b->left == 0 ? HTTP_DONE : HTTP_AGAIN;
+        return b->left == 0 ? EG_OK : EG_AGAIN;
     }
     case BODY_CLOSE:
         *used = len;
-        return HTTP_AGAIN;
+        return EG_AGAIN;
     default:
         if (b->state == CB_DONE) {
             *used = 0;
-            return HTTP_DONE;
+            return EG_OK;
         }
         return chunked_scan(b, p, len, used);
     }

@@ -9,13 +9,13 @@
 #ifndef EG_PROTO_HTTP_H
 #define EG_PROTO_HTTP_H
 
+#include "base/util.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define HTTP_MAX_HDRS 100
 
-enum http_rc { HTTP_DONE = 0, HTTP_AGAIN = 1, HTTP_ERROR = -1 };
 
 enum http_method {
     HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_OPTIONS, HTTP_PATCH,
@@ -105,8 +105,8 @@ void http_body_request(struct http_body *b, const struct http_msg *m);
 /* Sets up framing for a response to a request with METHOD. */
 void http_body_response(struct http_body *b, const struct http_msg *m, int method);
 /* Consumes body bytes from P: *USED is how many belong to this message.
- * HTTP_DONE when the message ended there, HTTP_AGAIN when more is needed,
- * HTTP_ERROR on a malformed chunked body. */
+ * EG_OK when the message ended there, EG_AGAIN when more is needed,
+ * EG_ERR on a malformed chunked body. */
 int http_body_scan(struct http_body *b, const char *p, size_t len, size_t *used);
 
 /* Iterates over the elements of a comma-separated header value: each call

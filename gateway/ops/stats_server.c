@@ -447,7 +447,7 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
     sk_ready(&c->sk, revents, &rd, &wr);
     if (rd && c->out.len == 0) {
         ssize_t n = sk_read(&c->sk, c->in + c->inlen, sizeof(c->in) - c->inlen);
-        if (n == 0 || n == SK_ERROR) {
+        if (n == 0 || n == EG_ERR) {
             mconn_free(c);
             return;
         }
@@ -455,17 +455,17 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
             c->inlen += (size_t)n;
             struct http_limits lim = {.max_line = 4096, .max_head = 8192, .max_headers = 64};
             int rc = http_parse(&c->req, c->in, c->inlen, &lim);
-            if (rc == HTTP_ERROR || (rc == HTTP_AGAIN && c->inlen == sizeof(c->in))) {
+            if (rc == EG_ERR || (rc == EG_AGAIN && c->inlen == sizeof(c->in))) {
                 mconn_free(c);
                 return;
             }
-            if (rc == HTTP_DONE)
+            if (rc == EG_OK)
                 route(c);
         }
     }
     if (c->out.len > c->sent) {
         ssize_t n = sk_write(&c->sk, c->out.s + c->sent, c->out.len - c->sent);
-        if (n == SK_ERROR) {
+        if (n == EG_ERR) {
             mconn_free(c);
             return;
         }

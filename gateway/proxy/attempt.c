@@ -137,12 +137,13 @@ static void on_connect_io(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop, (void)revents;
     struct attempt *a = w->data;
     int rc = upstream_connected(a->up);
-    if (rc == 0) {
+    if (rc == EG_AGAIN) {
         sk_want_raw(gw.loop, &a->up->sk, a->up->sk.hs_ev);
         return;
     }
-    if (rc < 0) {
-        attempt_failed(a, rc == -ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET, 502);
+    if (rc == EG_ERR) {
+        bool refused = a->up->sk.err == ECONNREFUSED;
+        attempt_failed(a, refused ? DC_FAIL_REFUSED : DC_FAIL_RESET, 502);
         return;
     }
     ready(a);

@@ -123,18 +123,15 @@ const char *conn_peer_ip(struct conn *c)
 static int handshake(struct conn *c)
 {
     if (!c->sk.ssl)
-        return -1;
+        return EG_ERR;
     int rc = sk_handshake(&c->sk);
-    if (rc == 1) {
+    if (rc == EG_OK)
         tls_count_handshake(c->sk.ssl);
-        return 1;
-    }
-    if (rc == SK_AGAIN) {
+    else if (rc == EG_AGAIN)
         sk_want_raw(gw.loop, &c->sk, c->sk.hs_ev);
-        return 0;
-    }
-    tls_count_failure();
-    return -1;
+    else
+        tls_count_failure();
+    return rc;
 }
 
 const char *conn_sni(const struct conn *c)
@@ -178,19 +175,19 @@ static int read_proxy(struct conn *c)
      * the socket for whoever reads next. */
     ssize_t n = recv(c->sk.fd, buf, sizeof(buf), MSG_PEEK);
     if (n <= 0)
-        return n < 0 && errno == EAGAIN ? 0 : -1;
+        return n < 0 && errno == EAGAIN ? EG_AGAIN : EG_ERR;
     struct pp_info pi;
     int len = pp_parse(buf, (size_t)n, &pi);
     if (len <= 0)
-        return len == 0 && n < (ssize_t)sizeof(buf) ? 0 : -1;
+        return len == 0 && n < (ssize_t)sizeof(buf) ? EG_AGAIN : EG_ERR;
     if (recv(c->sk.fd, buf, (size_t)len, 0) != len)
-        return -1;
+        return EG_ERR;
     if (!pi.local) {
         c->peer = pi.src;
         c->proxy_dst = pi.dst;
         c->iplen = 0;
     }
-    return 1;
+    return EG_OK;
 }
 
 static ev_tstamp setup_deadline(const struct conn *c)
@@ -204,9 +201,9 @@ static ev_tstamp setup_deadline(const struct conn *c)
 static int proxy_step(struct conn *c)
 {
     if (ev_now(gw.loop) >= setup_deadline(c))
-        return -1;
+        return EG_ERR;
     int rc = read_proxy(c);
-    if (rc == 0) {
+    if (rc == EG_AGAIN) {
         sk_want_raw(gw.loop, &c->sk, 0);
         conn_deadline(c, MIN(ev_now(gw.loop) + 0.005, setup_deadline(c)));
     }
@@ -237,18 +234,18 @@ static void after_proxy(struct conn *c)
 static void proxy_io(struct conn *c)
 {
     int rc = proxy_step(c);
-    if (rc < 0)
+    if (rc == EG_ERR)
         c->ops->failed(c, true, "no valid proxy header");
-    else if (rc > 0)
+    else if (rc == EG_OK)
         after_proxy(c);
 }
 
 static void handshake_io(struct conn *c)
 {
     int rc = handshake(c);
-    if (rc < 0)
+    if (rc == EG_ERR)
         c->ops->failed(c, false, "tls handshake failed");
-    else if (rc > 0)
+    else if (rc == EG_OK)
         established(c);
 }
 

@@ -99,7 +99,7 @@ void http_error_io(struct http_session *s, bool rd, bool wr)
 {
     if (wr && s->err_sent < s->err_len) {
         ssize_t w = sk_write(&s->c.sk, s->err_msg + s->err_sent, s->err_len - s->err_sent);
-        if (w == SK_ERROR) {
+        if (w == EG_ERR) {
             http_free(s, false);
             return;
         }
@@ -113,7 +113,7 @@ void http_error_io(struct http_session *s, bool rd, bool wr)
          * closing does not reset the connection before it read the answer. */
         char sink[4096];
         ssize_t n = sk_read(&s->c.sk, sink, sizeof(sink));
-        if (n == 0 || n == SK_ERROR) {
+        if (n == 0 || n == EG_ERR) {
             http_free(s, false);
             return;
         }

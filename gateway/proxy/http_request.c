@@ -106,7 +106,7 @@ bool http_flush_request(struct http_session *s)
     struct iovec iov[MAX_IOV];
     int n = build_iov(s, iov, x->req_sent);
     ssize_t w = sk_writev(&x->a.up->sk, iov, n);
-    if (w == SK_ERROR) {
+    if (w == EG_ERR) {
         attempt_failed(&x->a, DC_FAIL_RESET, 502);
         return false;
     }
@@ -362,7 +362,7 @@ static bool scan_body(struct http_session *s)
         return true;
     size_t avail = buf_len(s->ib) - x->req_len, used;
     int rc = http_body_scan(&x->reqb, buf_rpos(s->ib) + x->req_len, avail, &used);
-    if (rc == HTTP_ERROR) {
+    if (rc == EG_ERR) {
         log_debug("http: bad request body: %s", x->reqb.err);
         if (x->reached || x->resp_started) {
             http_free(s, true);
@@ -372,7 +372,7 @@ static bool scan_body(struct http_session *s)
         return false;
     }
     x->req_len += (uint32_t)used;
-    if (rc == HTTP_DONE)
+    if (rc == EG_OK)
         x->req_state = REQ_DONE;
     return true;
 }
@@ -402,7 +402,7 @@ static bool parse_head(struct http_session *s)
     struct http_limits lim;
     limits_of(s->c.cl, &lim);
     int rc = http_parse(&x->req, buf_rpos(b), buf_len(b), &lim);
-    if (rc == HTTP_AGAIN) {
+    if (rc == EG_AGAIN) {
         if (buf_room(b) > 0)
             return true;
         if (b->head > 0) {
@@ -412,7 +412,7 @@ static bool parse_head(struct http_session *s)
         http_send_error(s, 431);
         return false;
     }
-    if (rc == HTTP_ERROR) {
+    if (rc == EG_ERR) {
         log_debug("http: bad request from %s: %s", s->c.cl->name, x->req.err);
         http_send_error(s, x->req.err_status);
         return false;
@@ -460,9 +460,9 @@ bool http_read_client(struct http_session *s)
         buf_put(s->ib);
         s->ib = NULL;
     }
-    if (n == SK_AGAIN)
+    if (n == EG_AGAIN)
         return true;
-    if (n == SK_ERROR || !x || x->req_state == REQ_HEAD) {
+    if (n == EG_ERR || !x || x->req_state == REQ_HEAD) {
         http_free(s, false);
         return false;
     }

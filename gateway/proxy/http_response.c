@@ -69,7 +69,7 @@ static bool parse_response_head(struct http_session *s)
     struct http_exchange *x = s->x;
     struct buf *b = x->ob;
     int rc = http_parse(&x->resp, buf_rpos(b), buf_len(b), &lim);
-    if (rc == HTTP_AGAIN) {
+    if (rc == EG_AGAIN) {
         if (buf_room(b) > 0)
             return true;
         if (b->head > 0) { /* a head after an interim one: room at the front */
@@ -79,7 +79,7 @@ static bool parse_response_head(struct http_session *s)
         }
         return bad_response(s, "head too large");
     }
-    if (rc == HTTP_ERROR)
+    if (rc == EG_ERR)
         return bad_response(s, x->resp.err);
     srv_traffic_ok(x->a.up->srv);
     x->ob_end = b->head + x->resp.head_len;
@@ -112,14 +112,14 @@ static bool scan_response(struct http_session *s)
         return true; /* interim head, or 101: nothing more to scan */
     size_t used;
     int rc = http_body_scan(&x->respb, b->data + x->ob_end, b->tail - x->ob_end, &used);
-    if (rc == HTTP_ERROR) {
+    if (rc == EG_ERR) {
         log_warn("http: bad response body from %s: %s", x->a.up->srv->name, x->respb.err);
         x->keep_client = x->keep_server = false;
         x->resp_state = RESP_DONE;
         return true;
     }
     x->ob_end += (uint32_t)used;
-    if (rc == HTTP_DONE) {
+    if (rc == EG_OK) {
         x->resp_state = RESP_DONE;
         if (x->ob_end < b->tail) { /* bytes nobody asked for */
             b->tail = x->ob_end;
@@ -147,7 +147,7 @@ bool http_flush_response(struct http_session *s)
     struct http_exchange *x = s->x;
     if (http_ob_pending(x) > 0) {
         ssize_t w = sk_write(&s->c.sk, buf_rpos(x->ob), http_ob_pending(x));
-        if (w == SK_ERROR) {
+        if (w == EG_ERR) {
             http_free(s, true);
             return false;
         }
@@ -194,7 +194,7 @@ bool http_read_response(struct http_session *s)
             return true;
     }
     ssize_t n = sk_read(&x->a.up->sk, buf_wpos(x->ob), buf_room(x->ob));
-    if (n == SK_AGAIN)
+    if (n == EG_AGAIN)
         return true;
     if (n > 0) {
         x->ob->tail += (uint32_t)n;

@@ -50,7 +50,7 @@ enum pump_status pump_read(struct pump *p, struct sk *from, size_t *got)
         p->eof = true;
     }
     release_if_empty(p);
-    return n == SK_ERROR ? PUMP_SRC_ERROR : PUMP_OK;
+    return n == EG_ERR ? PUMP_SRC_ERROR : PUMP_OK;
 }
 
 /* Accounts W written bytes: the prefix's first, then the buffer's. */
@@ -74,7 +74,7 @@ enum pump_status pump_write(struct pump *p, struct sk *to, size_t *put)
         struct iovec iov[2] = {{(void *)(p->pre + p->pre_sent), pre},
                                {n ? buf_rpos(p->b) + p->sent : NULL, n}};
         ssize_t w = sk_writev(to, iov + (pre == 0), (pre > 0) + (n > 0));
-        if (w == SK_ERROR)
+        if (w == EG_ERR)
             return PUMP_DST_ERROR;
         if (w > 0) {
             *put = (size_t)w;

@@ -81,29 +81,35 @@ void upstream_close(struct upstream *u)
     pool_put(&upstream_pool, u);
 }
 
+static int failed(struct upstream *u, int err)
+{
+    u->sk.err = err;
+    return EG_ERR;
+}
+
 int upstream_connected(struct upstream *u)
 {
     struct srv *s = u->srv;
     if (!u->connected) {
         int err = net_connect_result(u->sk.fd);
         if (err)
-            return -err;
+            return failed(u, err);
         u->connected = true;
         if (!s->tls) {
             stats_observe(&s->st->connect, ev_time() - u->opened);
-            return 1;
+            return EG_OK;
         }
         if (!(u->sk.ssl = srv_tls_session(s, u->sk.fd)))
-            return -ENOMEM;
+            return failed(u, ENOMEM);
         if (s->tls_sess)
             SSL_set_session(u->sk.ssl, s->tls_sess);
     }
     int rc = sk_handshake(&u->sk);
-    if (rc == SK_AGAIN)
-        return 0;
-    if (rc != 1) {
+    if (rc == EG_AGAIN)
+        return EG_AGAIN;
+    if (rc != EG_OK) {
         log_warn("TLS handshake with %s failed", s->name);
-        return -EPROTO;
+        return failed(u, EPROTO);
     }
     /* Keep the session: the next connection resumes instead of a full
      * handshake. */
@@ -113,7 +119,7 @@ int upstream_connected(struct upstream *u)
         s->tls_sess = sess;
     }
     stats_observe(&s->st->connect, ev_time() - u->opened);
-    return 1;
+    return EG_OK;
 }
 
 /* Removes U from the pool without closing it. */

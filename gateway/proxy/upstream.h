@@ -21,8 +21,8 @@ void upstream_module_init(struct ev_loop *loop);
 /* Starts connecting to S. NULL with errno set when it failed at once. */
 struct upstream *upstream_open(struct srv *s);
 /* Drives a connection being opened after its socket became ready: 1 when
- * it can carry bytes, 0 in progress (u->sk.hs_ev tells what to wait for),
- * or a negative errno (-ECONNREFUSED, ...; -EPROTO for a TLS failure). */
+ * it can carry bytes: EG_OK, EG_AGAIN (u->sk.hs_ev tells what to wait for),
+ * or EG_ERR with u->sk.err set (ECONNREFUSED, ...; EPROTO for TLS). */
 int upstream_connected(struct upstream *u);
 /* A live idle connection to S, or NULL. */
 struct upstream *upstream_pool_take(struct srv *s);

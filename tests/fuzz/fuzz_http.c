@@ -22,8 +22,8 @@ static int parse_split(struct http_msg *m, struct http_hdr *h, const char *p, si
                        size_t step, bool resp)
 {
     http_msg_init(m, resp, h, resp ? 1 : HTTP_MAX_HDRS);
-    int rc = HTTP_AGAIN;
-    for (size_t len = step; rc == HTTP_AGAIN; len += step) {
+    int rc = EG_AGAIN;
+    for (size_t len = step; rc == EG_AGAIN; len += step) {
         if (len > n)
             len = n;
         rc = http_parse(m, p, len, &lim);
@@ -47,7 +47,7 @@ static void body(const struct http_msg *m, const char *p, size_t n, size_t step,
         if (used > len)
             abort();
         off += used;
-        if (rc != HTTP_AGAIN || used < len)
+        if (rc != EG_AGAIN || used < len)
             break;
     }
 }
@@ -64,12 +64,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         struct http_msg a, b;
         int ra = parse_whole(&a, h1, p, n, resp);
         int rb = parse_split(&b, h2, p, n, step, resp);
-        if (ra != rb || (ra == HTTP_DONE && (a.head_len != b.head_len || a.flags != b.flags ||
+        if (ra != rb || (ra == EG_OK && (a.head_len != b.head_len || a.flags != b.flags ||
                                              a.content_length != b.content_length)))
             abort();
-        if (ra == HTTP_ERROR && (a.err_status == 0 || a.err == NULL))
+        if (ra == EG_ERR && (a.err_status == 0 || a.err == NULL))
             abort();
-        if (ra == HTTP_DONE) {
+        if (ra == EG_OK) {
             if (a.head_len > n)
                 abort();
             const char *v;

@@ -61,10 +61,10 @@ static void expect_error_n(const char *buf, size_t len, int status, const struct
 {
     struct msg r;
     int rc = parse_n(&r, false, buf, len, l);
-    if (rc != HTTP_ERROR || r.m.err_status != status)
+    if (rc != EG_ERR || r.m.err_status != status)
         print_error("request %.*s\n gave rc %d status %d (%s), wanted status %d\n", (int)len, buf,
                     rc, r.m.err_status, r.m.err ? r.m.err : "-", status);
-    assert_int_equal(rc, HTTP_ERROR);
+    assert_int_equal(rc, EG_ERR);
     assert_int_equal(r.m.err_status, status);
     assert_non_null(r.m.err);
 }
@@ -78,9 +78,9 @@ static void expect_resp_error(const char *buf)
 {
     struct msg r;
     int rc = parse_resp(&r, buf);
-    if (rc != HTTP_ERROR || r.m.err_status != 502)
+    if (rc != EG_ERR || r.m.err_status != 502)
         print_error("response %s\n gave rc %d status %d\n", buf, rc, r.m.err_status);
-    assert_int_equal(rc, HTTP_ERROR);
+    assert_int_equal(rc, EG_ERR);
     assert_int_equal(r.m.err_status, 502);
 }
 
@@ -98,7 +98,7 @@ static void get_request(void **state)
     (void)state;
     const char *s = "GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
     struct msg r;
-    assert_int_equal(parse_req(&r, s), HTTP_DONE);
+    assert_int_equal(parse_req(&r, s), EG_OK);
     assert_int_equal(r.m.method, HTTP_GET);
     assert_int_equal(r.m.method_len, 3);
     assert_span(s, r.m.target, r.m.target_len, "/index.html?q=1");
@@ -125,7 +125,7 @@ static void post_with_content_length(void **state)
     const char *s = "POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n"
                     "Idempotency-Key: k1\r\nExpect: 100-continue\r\n\r\nhello world";
     struct msg r;
-    assert_int_equal(parse_req(&r, s), HTTP_DONE);
+    assert_int_equal(parse_req(&r, s), EG_OK);
     assert_int_equal(r.m.method, HTTP_POST);
     assert_int_equal(r.m.content_length, 11);
     assert_true(r.m.flags & HF_HAS_CL);
@@ -136,9 +136,9 @@ static void post_with_content_length(void **state)
     http_body_request(&b, &r.m);
     assert_int_equal(b.kind, BODY_LENGTH);
     size_t used;
-    assert_int_equal(scan_all(&b, s + r.m.head_len, 5, &used), HTTP_AGAIN);
+    assert_int_equal(scan_all(&b, s + r.m.head_len, 5, &used), EG_AGAIN);
     assert_int_equal(used, 5);
-    assert_int_equal(scan_all(&b, s + r.m.head_len + 5, 6, &used), HTTP_DONE);
+    assert_int_equal(scan_all(&b, s + r.m.head_len + 5, 6, &used), EG_OK);
     assert_int_equal(used, 6);
 }
 
@@ -153,7 +153,7 @@ static void chunked_post_with_extensions_and_trailers(void **state)
     snprintf(s, sizeof(s), "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n%s"
                            "GET /next HTTP/1.1\r\n", chunked_body);
     struct msg r;
-    assert_int_equal(parse_req(&r, s), HTTP_DONE);
+    assert_int_equal(parse_req(&r, s), EG_OK);
     assert_true(r.m.flags & HF_CHUNKED);
     assert_true(r.m.flags & HF_HAS_TE);
     assert_int_equal(r.m.content_length, -1);
@@ -161,7 +161,7 @@ static void chunked_post_with_extensions_and_trailers(void **state)
     http_body_request(&b, &r.m);
     assert_int_equal(b.kind, BODY_CHUNKED);
     size_t used;
-    assert_int_equal(scan_all(&b, s + r.m.head_len, strlen(s) - r.m.head_len, &used), HTTP_DONE);
+    assert_int_equal(scan_all(&b, s + r.m.head_len, strlen(s) - r.m.head_len, &used), EG_OK);
     assert_int_equal(used, strlen(chunked_body));
     assert_null(b.err);
 }
@@ -172,7 +172,7 @@ static void te_is_case_insensitive_and_may_list_codings(void **state)
     struct msg r;
     assert_int_equal(parse_req(&r, "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: gzip, "
                                    "Chunked\r\n\r\n"),
-                     HTTP_DONE);
+                     EG_OK);
     assert_true(r.m.flags & HF_CHUNKED);
 }
 
@@ -181,7 +181,7 @@ static void http10_request(void **state)
     (void)state;
     const char *s = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
     struct msg r;
-    assert_int_equal(parse_req(&r, s), HTTP_DONE);
+    assert_int_equal(parse_req(&r, s), EG_OK);
     assert_int_equal(r.m.minor, 0);
     assert_false(r.m.flags & HF_HAS_HOST);
     assert_true(r.m.flags & HF_CONN_KA);
@@ -193,7 +193,7 @@ static void connection_tokens(void **state)
     struct msg r;
     assert_int_equal(parse_req(&r, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, close\r\n"
                                    "Upgrade: websocket\r\n\r\n"),
-                     HTTP_DONE);
+                     EG_OK);
     assert_true(r.m.flags & HF_CONN_CLOSE);
     assert_true(r.m.flags & HF_CONN_UPGRADE);
     assert_true(r.m.flags & HF_UPGRADE);
@@ -204,12 +204,12 @@ static void other_methods(void **state)
 {
     (void)state;
     struct msg r;
-    assert_int_equal(parse_req(&r, "DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_req(&r, "DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.method, HTTP_DELETE);
-    assert_int_equal(parse_req(&r, "PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_req(&r, "PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.method, HTTP_OTHER);
     assert_int_equal(r.m.method_len, 5);
-    assert_int_equal(parse_req(&r, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_req(&r, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.method, HTTP_OPTIONS);
     assert_true(http_method_idempotent(HTTP_PUT));
     assert_false(http_method_idempotent(HTTP_POST));
@@ -224,16 +224,16 @@ static void pipelined_requests(void **state)
                     "GET /c HTTP/1.1\r\n";
     size_t n = strlen(s);
     struct msg r;
-    assert_int_equal(parse_n(&r, false, s, n, NULL), HTTP_DONE);
+    assert_int_equal(parse_n(&r, false, s, n, NULL), EG_OK);
     assert_span(s, r.m.target, r.m.target_len, "/a");
     struct http_body b;
     http_body_request(&b, &r.m);
     size_t used;
-    assert_int_equal(scan_all(&b, s + r.m.head_len, n - r.m.head_len, &used), HTTP_DONE);
+    assert_int_equal(scan_all(&b, s + r.m.head_len, n - r.m.head_len, &used), EG_OK);
     assert_int_equal(used, 5);
 
     const char *second = s + r.m.head_len + used;
-    assert_int_equal(parse_n(&r, false, second, n - (size_t)(second - s), NULL), HTTP_DONE);
+    assert_int_equal(parse_n(&r, false, second, n - (size_t)(second - s), NULL), EG_OK);
     assert_int_equal(r.m.method, HTTP_GET);
     assert_span(second, r.m.target, r.m.target_len, "/b");
     assert_span(second, r.hdrs[0].val, r.hdrs[0].val_len, "y");
@@ -241,7 +241,7 @@ static void pipelined_requests(void **state)
     assert_int_equal(b.kind, BODY_NONE);
 
     const char *third = second + r.m.head_len;
-    assert_int_equal(parse_n(&r, false, third, n - (size_t)(third - s), NULL), HTTP_AGAIN);
+    assert_int_equal(parse_n(&r, false, third, n - (size_t)(third - s), NULL), EG_AGAIN);
 }
 
 static void header_values_are_trimmed(void **state)
@@ -250,7 +250,7 @@ static void header_values_are_trimmed(void **state)
     const char *s = "GET / HTTP/1.1\r\nHost:   a.example  \r\nX-Tab:\t\tv 1\t \r\n"
                     "X-Empty:\r\nX-Blank:    \r\nX-Inner: a  b\r\n\r\n";
     struct msg r;
-    assert_int_equal(parse_req(&r, s), HTTP_DONE);
+    assert_int_equal(parse_req(&r, s), EG_OK);
     const struct http_hdr *h = find_hdr(&r, s, "host");
     assert_non_null(h);
     assert_span(s, h->val, h->val_len, "a.example");
@@ -272,12 +272,12 @@ static void session_header_found(void **state)
     (void)state;
     const char *s = "GET / HTTP/1.1\r\nHost: a\r\nx-session:  s-42 \r\nX-Sessions: no\r\n\r\n";
     struct msg r;
-    assert_int_equal(parse_n(&r, false, s, strlen(s), &sess_lim), HTTP_DONE);
+    assert_int_equal(parse_n(&r, false, s, strlen(s), &sess_lim), EG_OK);
     assert_int_equal(r.m.sess_hdr, 1);
     assert_span(s, r.hdrs[1].val, r.hdrs[1].val_len, "s-42");
     assert_int_equal(r.hdrs[1].kind, HH_SESSION);
 
-    assert_int_equal(parse_n(&r, false, s, strlen(s), &lim), HTTP_DONE);
+    assert_int_equal(parse_n(&r, false, s, strlen(s), &lim), EG_OK);
     assert_int_equal(r.m.sess_hdr, -1);
 }
 
@@ -305,7 +305,7 @@ static void cookies_found_among_several(void **state)
                     "Accept: */*\r\n"
                     "cookie: lang=en ; other=4;flag\r\n\r\n";
     struct msg r;
-    assert_int_equal(parse_req(&r, s), HTTP_DONE);
+    assert_int_equal(parse_req(&r, s), EG_OK);
     assert_true(cookie(&r, s, "sid", "abc123"));
     assert_true(cookie(&r, s, "theme", "dark"));
     assert_true(cookie(&r, s, "xsid", "wrong"));
@@ -323,7 +323,7 @@ static void no_cookie_header(void **state)
     (void)state;
     const char *s = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     struct msg r;
-    assert_int_equal(parse_req(&r, s), HTTP_DONE);
+    assert_int_equal(parse_req(&r, s), EG_OK);
     assert_true(cookie(&r, s, "sid", NULL));
 }
 
@@ -349,7 +349,7 @@ static void same_result(const struct msg *a, int rca, const struct msg *b, int r
                         const char *buf)
 {
     assert_int_equal(rca, rcb);
-    if (rca == HTTP_ERROR) {
+    if (rca == EG_ERR) {
         assert_int_equal(a->m.err_status, b->m.err_status);
         assert_string_equal(a->m.err, b->m.err);
         return;
@@ -384,10 +384,10 @@ static void split_at_every_byte_one_by_one(void **state)
         size_t n = strlen(s);
         struct msg whole, inc;
         int rcw = parse_n(&whole, false, s, n, &sess_lim);
-        assert_true(rcw != HTTP_AGAIN);
+        assert_true(rcw != EG_AGAIN);
         http_msg_init(&inc.m, false, inc.hdrs, HTTP_MAX_HDRS);
-        int rc = HTTP_AGAIN;
-        for (size_t len = 1; len <= n && rc == HTTP_AGAIN; len++)
+        int rc = EG_AGAIN;
+        for (size_t len = 1; len <= n && rc == EG_AGAIN; len++)
             rc = http_parse(&inc.m, s, len, &sess_lim);
         same_result(&whole, rcw, &inc, rc, s);
     }
@@ -403,7 +403,7 @@ static void split_in_two_at_every_position(void **state)
         int rcw = parse_n(&whole, false, s, n, &sess_lim);
         for (size_t cut = 0; cut < n; cut++) {
             int rc = parse_n(&two, false, s, cut, &sess_lim);
-            if (rc == HTTP_AGAIN)
+            if (rc == EG_AGAIN)
                 rc = http_parse(&two.m, s, n, &sess_lim);
             same_result(&whole, rcw, &two, rc, s);
         }
@@ -415,7 +415,7 @@ static void chunked_framing(struct http_body *b)
 {
     const char *h = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     struct msg r;
-    assert_int_equal(parse_req(&r, h), HTTP_DONE);
+    assert_int_equal(parse_req(&r, h), EG_OK);
     http_body_request(b, &r.m);
     assert_int_equal(b->kind, BODY_CHUNKED);
 }
@@ -431,14 +431,14 @@ static void chunked_body_split_in_two_at_every_position(void **state)
         chunked_framing(&b);
         size_t u1 = 0, u2 = 0;
         int rc = http_body_scan(&b, s, cut, &u1);
-        if (rc == HTTP_DONE) {
+        if (rc == EG_OK) {
             assert_int_equal(cut, blen);
             assert_int_equal(u1, blen);
             continue;
         }
-        assert_int_equal(rc, HTTP_AGAIN);
+        assert_int_equal(rc, EG_AGAIN);
         assert_int_equal(u1, cut);
-        assert_int_equal(http_body_scan(&b, s + cut, (size_t)n - cut, &u2), HTTP_DONE);
+        assert_int_equal(http_body_scan(&b, s + cut, (size_t)n - cut, &u2), EG_OK);
         assert_int_equal(cut + u2, blen);
     }
 }
@@ -453,10 +453,10 @@ static void chunked_body_fed_byte_by_byte(void **state)
         size_t used = 0;
         int rc = http_body_scan(&b, chunked_body + i, 1, &used);
         assert_int_equal(used, 1);
-        assert_int_equal(rc, i + 1 == blen ? HTTP_DONE : HTTP_AGAIN);
+        assert_int_equal(rc, i + 1 == blen ? EG_OK : EG_AGAIN);
     }
     size_t used = 9;
-    assert_int_equal(http_body_scan(&b, "GET", 3, &used), HTTP_DONE);
+    assert_int_equal(http_body_scan(&b, "GET", 3, &used), EG_OK);
     assert_int_equal(used, 0);
 }
 
@@ -593,7 +593,7 @@ static void request_line_too_long(void **state)
     /* The same request with a shorter target fits. */
     strcpy(s + 5 + 8000, " HTTP/1.1\r\nHost: a\r\n\r\n");
     struct msg r;
-    assert_int_equal(parse_req(&r, s), HTTP_DONE);
+    assert_int_equal(parse_req(&r, s), EG_OK);
     assert_int_equal(r.m.target_len, 8001);
     free(s);
 }
@@ -605,7 +605,7 @@ static void too_many_headers(void **state)
     (void)state;
     const char *five = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
     struct msg r;
-    assert_int_equal(parse_n(&r, false, five, strlen(five), &small), HTTP_DONE);
+    assert_int_equal(parse_n(&r, false, five, strlen(five), &small), EG_OK);
     assert_int_equal(r.m.nhdrs, 5);
     const char *six = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n";
     expect_error_n(six, strlen(six), 431, &small);
@@ -662,9 +662,9 @@ static void expect_chunk_error(const char *body)
     chunked_framing(&b);
     size_t used;
     int rc = http_body_scan(&b, body, strlen(body), &used);
-    if (rc != HTTP_ERROR)
+    if (rc != EG_ERR)
         print_error("chunked body \"%s\" gave rc %d\n", body, rc);
-    assert_int_equal(rc, HTTP_ERROR);
+    assert_int_equal(rc, EG_ERR);
     assert_non_null(b.err);
 }
 
@@ -706,21 +706,21 @@ static void response_status_line_forms(void **state)
 {
     (void)state;
     struct msg r;
-    assert_int_equal(parse_resp(&r, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.status, 200);
     assert_int_equal(r.m.minor, 1);
-    assert_int_equal(parse_resp(&r, "HTTP/1.0 404 Not Found\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, "HTTP/1.0 404 Not Found\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.status, 404);
     assert_int_equal(r.m.minor, 0);
-    assert_int_equal(parse_resp(&r, "HTTP/1.1 503\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, "HTTP/1.1 503\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.status, 503);
-    assert_int_equal(parse_resp(&r, "HTTP/1.1 302 \r\nLocation: /x\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, "HTTP/1.1 302 \r\nLocation: /x\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.status, 302);
-    assert_int_equal(parse_resp(&r, "HTTP/1.1 200 It is \tfine\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, "HTTP/1.1 200 It is \tfine\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.head_len, strlen("HTTP/1.1 200 It is \tfine\r\n\r\n"));
     assert_int_equal(r.m.nhdrs, 0);
     /* a response needs no Host, and keeps only the last header */
-    assert_int_equal(parse_resp(&r, "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n"), EG_OK);
     assert_int_equal(r.m.nhdrs, 2);
 }
 
@@ -750,14 +750,14 @@ static void overlong_response_version_is_502(void **state)
     memset(s, 'H', 100);
     strcpy(s + 100, " 200 OK\r\n\r\n");
     struct msg r;
-    assert_int_equal(parse_n(&r, true, s, strlen(s), &small), HTTP_ERROR);
+    assert_int_equal(parse_n(&r, true, s, strlen(s), &small), EG_ERR);
     assert_int_equal(r.m.err_status, 502);
 }
 
 static void response_body_kind(const char *head, int method, int kind, uint64_t left)
 {
     struct msg r;
-    assert_int_equal(parse_resp(&r, head), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, head), EG_OK);
     struct http_body b;
     http_body_response(&b, &r.m, method);
     if (b.kind != kind)
@@ -787,11 +787,11 @@ static void response_with_content_length(void **state)
     response_body_kind("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", HTTP_GET, BODY_LENGTH, 10);
     struct msg r;
     const char *s = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1";
-    assert_int_equal(parse_resp(&r, s), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, s), EG_OK);
     struct http_body b;
     http_body_response(&b, &r.m, HTTP_GET);
     size_t used;
-    assert_int_equal(scan_all(&b, s + r.m.head_len, strlen(s) - r.m.head_len, &used), HTTP_DONE);
+    assert_int_equal(scan_all(&b, s + r.m.head_len, strlen(s) - r.m.head_len, &used), EG_OK);
     assert_int_equal(used, 3);
 }
 
@@ -801,11 +801,11 @@ static void response_close_delimited(void **state)
     response_body_kind("HTTP/1.0 200 OK\r\n\r\n", HTTP_GET, BODY_CLOSE, 0);
     response_body_kind("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", HTTP_GET, BODY_CLOSE, 0);
     struct msg r;
-    assert_int_equal(parse_resp(&r, "HTTP/1.1 200 OK\r\n\r\n"), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, "HTTP/1.1 200 OK\r\n\r\n"), EG_OK);
     struct http_body b;
     http_body_response(&b, &r.m, HTTP_GET);
     size_t used;
-    assert_int_equal(scan_all(&b, "anything at all", 15, &used), HTTP_AGAIN);
+    assert_int_equal(scan_all(&b, "anything at all", 15, &used), EG_AGAIN);
     assert_int_equal(used, 15);
 }
 
@@ -816,12 +816,12 @@ static void response_chunked(void **state)
     snprintf(s, sizeof(s), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%sHTTP/1.1 200",
              chunked_body);
     struct msg r;
-    assert_int_equal(parse_resp(&r, s), HTTP_DONE);
+    assert_int_equal(parse_resp(&r, s), EG_OK);
     struct http_body b;
     http_body_response(&b, &r.m, HTTP_GET);
     assert_int_equal(b.kind, BODY_CHUNKED);
     size_t used;
-    assert_int_equal(scan_all(&b, s + r.m.head_len, strlen(s) - r.m.head_len, &used), HTTP_DONE);
+    assert_int_equal(scan_all(&b, s + r.m.head_len, strlen(s) - r.m.head_len, &used), EG_OK);
     assert_int_equal(used, strlen(chunked_body));
 }
 
@@ -832,11 +832,11 @@ static void response_split_one_by_one(void **state)
     size_t n = strlen(s);
     struct msg r;
     http_msg_init(&r.m, true, r.hdrs, 1);
-    int rc = HTTP_AGAIN;
+    int rc = EG_AGAIN;
     size_t len = 0;
-    while (rc == HTTP_AGAIN && len < n)
+    while (rc == EG_AGAIN && len < n)
         rc = http_parse(&r.m, s, ++len, &lim);
-    assert_int_equal(rc, HTTP_DONE);
+    assert_int_equal(rc, EG_OK);
     assert_int_equal(len, n);
     assert_int_equal(r.m.status, 404);
     assert_int_equal(r.m.content_length, 7);
