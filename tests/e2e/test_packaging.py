@@ -1,7 +1,9 @@
-"""make install and make deb produce what an operator installs."""
+"""make install and make deb produce what an operator installs. The
+documentation's links resolve inside the repository."""
 
 import glob
 import os
+import re
 import subprocess
 
 from conftest import ROOT
@@ -46,3 +48,44 @@ def test_make_deb(tmp_path):
     out = subprocess.run([str(tmp_path / "usr/sbin/edgegate"), "-v"], capture_output=True,
                          text=True).stdout
     assert out.strip() == "edgegate 0.1.0"
+
+
+# ---- documentation ----
+
+# Inline links [text](target "title") and reference definitions [name]: target.
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|^\s*\[[^\]]+\]:\s*(\S+)", re.M)
+
+
+def test_doc_links_resolve():
+    """Every relative link in README.md and docs/*.md names a file of the
+    repository (the contract included: docs/SPEC.md), and every #anchor a
+    heading of its file."""
+    docs = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs",
+                                                                             "*.md")))
+    assert os.path.join(ROOT, "docs", "SPEC.md") in docs
+    bad = []
+    for doc in docs:
+        text = open(doc, encoding="utf-8").read()
+        for target in (a or b for a, b in LINK.findall(text)):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # http:, mailto:, ...
+                continue
+            path, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(os.path.dirname(doc), path)) if path else doc
+            if not dest.startswith(ROOT + os.sep) or not os.path.exists(dest):
+                bad.append(f"{os.path.relpath(doc, ROOT)}: {target}")
+            elif anchor and dest.endswith(".md") and anchor not in anchors(dest):
+                bad.append(f"{os.path.relpath(doc, ROOT)}: {target} (no such heading)")
+    assert bad == []
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert "../shared" not in readme
+
+
+def anchors(md):
+    """GitHub's anchors for the headings of MD."""
+    out = set()
+    for line in open(md, encoding="utf-8"):
+        m = re.match(r"#+\s+(.*)", line)
+        if m:
+            a = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            out.add(a)
+    return out
