@@ -114,7 +114,8 @@ install: all
 	install -D -m 0755 $(B)/edgegate $(DESTDIR)$(PREFIX)/sbin/edgegate
 	install -D -m 0644 packaging/edgegate.8 $(DESTDIR)$(PREFIX)/share/man/man8/edgegate.8
 	install -D -m 0644 packaging/edgegate.conf $(DESTDIR)/etc/edgegate/edgegate.conf
-	@mkdir -p $(DESTDIR)/lib/systemd/system
+	install -D -m 0644 packaging/edgegate.logrotate $(DESTDIR)/etc/logrotate.d/edgegate
+	install -d $(DESTDIR)/lib/systemd/system
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' packaging/edgegate.service.in \
 	    > $(DESTDIR)/lib/systemd/system/edgegate.service
 

@@ -16,6 +16,7 @@
 #include "base/buffer.h"
 #include "gateway/proxy/http_session.h"
 #include "base/log.h"
+#include "base/notify.h"
 #include "gateway/proxy/listener.h"
 #include "gateway/ops/stats_server.h"
 #include "gateway/process/privileges.h"
@@ -181,6 +182,7 @@ void gw_drain(void)
     if (gw.draining)
         return;
     gw.draining = true;
+    notify_stopping(gw.gen->conf->drain_timeout);
     log_info("draining: no new connections, %lu open ones may finish within %.0fs",
              (unsigned long)counters->connections_active, gw.gen->conf->drain_timeout);
     listener_close_all();
@@ -199,7 +201,9 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop, (void)revents;
     switch (w->signum) {
     case SIGHUP:
+        notify_reloading();
         gw_reload();
+        notify_ready();
         break;
     case SIGUSR1:
         if (log_reopen() != EG_OK)
@@ -244,12 +248,6 @@ int gw_run(struct conf *c, const char *file, int workers, int ready_fd)
         return 2;
     }
     free((char *)user);
-    if (ready_fd >= 0) {
-        char b = 1;
-        if (write(ready_fd, &b, 1) != 1)
-            log_warn("cannot tell the master this worker is ready");
-        close(ready_fd);
-    }
     static ev_signal sigs[4];
     const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
     for (int i = 0; i < 4; i++) {
@@ -257,6 +255,14 @@ int gw_run(struct conf *c, const char *file, int workers, int ready_fd)
         ev_signal_start(loop, &sigs[i]);
         ev_unref(loop);
     }
+    /* Ready once a SIGHUP or SIGTERM that follows would be handled. */
+    if (ready_fd >= 0) {
+        char b = 1;
+        if (write(ready_fd, &b, 1) != 1)
+            log_warn("cannot tell the master this worker is ready");
+        close(ready_fd);
+    }
+    notify_ready(); /* a worker's is not sent: the master speaks for all */
     log_attach(loop);
     if (workers == 1)
         log_info("edgegate %s started: %d datacenters, %d listeners", EG_VERSION, c->ndcs,

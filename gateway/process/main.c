@@ -4,6 +4,7 @@
 #include "gateway/process/gateway.h"
 #include "base/util.h"
 #include "base/log.h"
+#include "base/notify.h"
 #include "gateway/process/master.h"
 #include "base/counters.h"
 #include "base/tls.h"
@@ -144,6 +145,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgegate: cannot become a daemon: %s\n", strerror(errno));
         return EXIT_RUNTIME;
     }
+    if (notify_init(err, sizeof(err)) != EG_OK)
+        log_warn("%s", err);
     char *pid_file = c->pid_file ? strdup(c->pid_file) : NULL;
     if (pid_file && write_pid(pid_file) != EG_OK)
         return EXIT_RUNTIME;

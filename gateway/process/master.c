@@ -22,6 +22,7 @@
 #include "conf/conf.h"
 #include "gateway/process/gateway.h"
 #include "base/log.h"
+#include "base/notify.h"
 #include "base/counters.h"
 
 #include <errno.h>
@@ -203,6 +204,7 @@ static void reload(void)
 static void stop(int sig)
 {
     log_info("stopping: telling %d workers to drain", alive());
+    notify_stopping(cur->drain_timeout);
     signal_all(sig);
     double deadline = now() + cur->drain_timeout + 5;
     while (alive() > 0 && now() < deadline) {
@@ -240,6 +242,7 @@ int master_run(struct conf *c, const char *file, int n)
         return rc;
     }
     log_info("edgegate %s master started %d workers", EG_VERSION, n);
+    notify_ready();
     for (;;) {
         struct timespec ts = {0, 200 * 1000 * 1000};
         int sig = sigtimedwait(&sigs, NULL, &ts);
@@ -248,7 +251,9 @@ int master_run(struct conf *c, const char *file, int n)
             reap(false);
             break;
         case SIGHUP:
+            notify_reloading();
             reload();
+            notify_ready();
             break;
         case SIGUSR1:
             if (log_reopen() != EG_OK)
