@@ -1,3 +1,6 @@
+/* Layer base: what knows nothing of edgegate (sockets, buffers, memory,
+ * logs, counters, TLS contexts). It may use only the C library, libev and
+ * OpenSSL; every other layer may use it. */
 /* Small helpers shared by every module: no state, no functions with a body
  * longer than a line. */
 #ifndef EG_BASE_UTIL_H

@@ -1,3 +1,6 @@
+/* Layer healthcheck: datacenters and servers, their health (active checks,
+ * passive failures), RTT and names. It may use base, proto and conf; it
+ * tells the gateway of changes through dc_events, never by calling it. */
 /* Datacenters and servers: health state, passive failure accounting, RTT. */
 #ifndef EG_HEALTHCHECK_DATACENTER_H
 #define EG_HEALTHCHECK_DATACENTER_H

@@ -1,3 +1,5 @@
+/* Layer proto: pure protocol code (HTTP/1.1, PROXY protocol, forwarding
+ * headers): no loop, no sockets, no configuration. It may use base. */
 /* HTTP/1.1 message parsing (RFC 9112), incremental and strict.
  *
  * The parser never copies: it records offsets into the caller's buffer,

@@ -1,3 +1,5 @@
+/* Layer gateway/balance: where traffic goes (generations, routing,
+ * affinity, Redis). It may use base, proto, conf and healthcheck. */
 /* The gateway's runtime, as every module above the healthcheck layer sees
  * it: the event loop, the current generation, whether the process drains.
  *

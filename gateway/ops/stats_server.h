@@ -1,3 +1,6 @@
+/* Layer gateway/ops: what operators read (stats endpoint, access log). It
+ * may use the layers below gateway/proxy; the proxy reports to it through
+ * counters and access-log records. */
 /* The monitoring endpoint: HTML status page, JSON, Prometheus, health. */
 #ifndef EG_GATEWAY_OPS_STATS_SERVER_H
 #define EG_GATEWAY_OPS_STATS_SERVER_H

@@ -1,3 +1,5 @@
+/* Layer gateway/process: the process (start, reload, drain, master and
+ * workers, privileges). The top: it may use every layer. */
 /* A gateway process: its start and run, reload (all or nothing), drain and
  * signals. */
 #ifndef EG_GATEWAY_PROCESS_GATEWAY_H

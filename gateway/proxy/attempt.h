@@ -1,3 +1,5 @@
+/* Layer gateway/proxy: client and server connections, the attempt engine
+ * and the modes (tcp, http). It may use every layer but gateway/process. */
 /* The attempt engine: how one http request or one tcp connection finds a
  * server, written once for every mode.
  *
