@@ -40,6 +40,7 @@ struct srv {
     SSL_CTX *tls;               /* TLS towards the server, NULL for plain TCP */
     SSL_SESSION *tls_sess;      /* last session, to resume the next handshake */
     struct dlist idle;          /* pooled keep-alive connections */
+    struct dlist inflight;      /* attempts connecting to it or carrying an exchange */
     int nidle;
     struct stats_srv_row *st;   /* traffic counters */
 };

@@ -75,6 +75,7 @@ struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const str
     s->reason = SRV_R_START;
     s->rtt_ms = -1;
     dlist_init(&s->idle);
+    dlist_init(&s->inflight);
     net_addr_str(a, s->name, sizeof(s->name));
     s->st = stats_srv(dc->name, s->name);
     ev_timer_init(&s->passive_tm, on_passive_timer, 0, 0);
@@ -204,6 +205,8 @@ void srv_set_up(struct srv *s, bool up, int reason)
     else if (s->dc->live)
         log_warn("server %s of %s is down (%s)", s->name, s->dc->name, reason_names[reason]);
     dc_recompute(s->dc);
+    if (!up && s->dc && s->dc->live && dc_events.server_down)
+        dc_events.server_down(s);
 }
 
 static void on_passive_timer(struct ev_loop *loop, ev_timer *w, int revents)

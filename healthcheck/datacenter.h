@@ -17,6 +17,9 @@ struct dc_events {
     void (*health)(struct dc *dc);
     /* A datacenter's RTT moved (recompute the nearest). */
     void (*rtt)(struct dc *dc);
+    /* A server was marked down (checks, traffic, an operator): what is in
+     * flight to it moves. */
+    void (*server_down)(struct srv *s);
     /* A server leaves its datacenter (DNS change, reload). */
     void (*server_removed)(struct srv *s);
 };

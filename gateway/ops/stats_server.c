@@ -122,7 +122,9 @@ static const struct {
     size_t off;
 } counter_fields[] = {
     COUNTER(connections_total), COUNTER(connections_active), COUNTER(requests_total),
-    COUNTER(retries_total), COUNTER(failovers_total), COUNTER(client_errors_total),
+    COUNTER(retries_total), COUNTER(failovers_total), COUNTER(inflight_moved_total),
+    COUNTER(invalid_responses_total), COUNTER(retry_budget_exhausted_total),
+    COUNTER(client_errors_total),
     COUNTER(reloads_total), COUNTER(reload_failures_total), COUNTER(affinity_hits_total),
     COUNTER(affinity_misses_total), COUNTER(affinity_cache_hits_total),
     COUNTER(failbacks_total), COUNTER(bad_session_keys_total), COUNTER(held_total),

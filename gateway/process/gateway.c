@@ -8,6 +8,7 @@
  * inherit their health state and RTT, so a reload never flaps a datacenter. */
 #include "gateway/process/gateway.h"
 #include "gateway/balance/generation.h"
+#include "gateway/proxy/attempt.h"
 #include "gateway/proxy/hold.h"
 #include "base/alloc.h"
 #include "conf/conf.h"
@@ -50,6 +51,14 @@ static void on_dc_rtt(struct dc *dc)
 
 static void on_server_removed(struct srv *s) { upstream_pool_drain(s); }
 
+/* What is in flight to a server marked down moves at once, and its idle
+ * pooled connections are dropped. */
+static void on_server_down(struct srv *s)
+{
+    upstream_pool_drain(s);
+    attempt_server_down(s);
+}
+
 static void gw_init(struct ev_loop *loop, const char *file)
 {
     gw.loop = loop;
@@ -57,6 +66,7 @@ static void gw_init(struct ev_loop *loop, const char *file)
     gw.started = ev_time();
     dc_events.health = on_dc_health;
     dc_events.rtt = on_dc_rtt;
+    dc_events.server_down = on_server_down;
     dc_events.server_removed = on_server_removed;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 static void try_server(struct attempt *a, struct srv *s, bool fresh);
+static void charge(struct attempt *a, struct srv *s, enum attempt_fault fault);
 
 void attempt_init(struct attempt *a, const struct attempt_ops *ops, struct conn *c,
                   bool private_conn, struct upstream **kept)
@@ -19,6 +20,68 @@ void attempt_init(struct attempt *a, const struct attempt_ops *ops, struct conn 
     a->private_conn = private_conn;
     a->kept = kept;
     dlist_init(&a->hold.link);
+    dlist_init(&a->inflight);
+}
+
+/* ---- the server connection ---- */
+
+static void set_up(struct attempt *a, struct upstream *u)
+{
+    a->up = u;
+    dlist_add_tail(&u->srv->inflight, &a->inflight);
+}
+
+/* Detaches the server connection (the caller closes or keeps it). */
+static struct upstream *take_up(struct attempt *a)
+{
+    struct upstream *u = a->up;
+    if (u)
+        dlist_del(&a->inflight);
+    a->up = NULL;
+    return u;
+}
+
+/* ---- the retry budget ---- */
+
+/* Retries (and hedges) may add at most this share of the requests of the
+ * last RETRY_WINDOW seconds, and always RETRY_MIN: a burst of failing
+ * requests cannot multiply itself onto the servers that still answer. */
+#define RETRY_WINDOW 10
+#define RETRY_SHARE 0.2
+#define RETRY_MIN 10
+
+static struct {
+    long second[RETRY_WINDOW];
+    unsigned requests[RETRY_WINDOW], retries[RETRY_WINDOW];
+} budget;
+
+static int budget_slot(void)
+{
+    long now = (long)ev_now(gw.loop);
+    int i = (int)(now % RETRY_WINDOW);
+    if (budget.second[i] != now) {
+        budget.second[i] = now;
+        budget.requests[i] = budget.retries[i] = 0;
+    }
+    return i;
+}
+
+static bool budget_allows_retry(void)
+{
+    int slot = budget_slot();
+    long now = budget.second[slot];
+    unsigned requests = 0, retries = 0;
+    for (int i = 0; i < RETRY_WINDOW; i++)
+        if (now - budget.second[i] < RETRY_WINDOW) {
+            requests += budget.requests[i];
+            retries += budget.retries[i];
+        }
+    if (retries >= RETRY_MIN && retries >= requests * RETRY_SHARE) {
+        counters->retry_budget_exhausted_total++;
+        return false;
+    }
+    budget.retries[slot]++;
+    return true;
 }
 
 static const struct conf_listener *cl_of(const struct attempt *a) { return a->c->cl; }
@@ -108,7 +171,8 @@ static void route(struct attempt *a)
 void attempt_start(struct attempt *a)
 {
     a->tries = 0;
-    a->stale_retried = false;
+    a->stale_retried = a->charged = false;
+    budget.requests[budget_slot()]++;
     route(a);
 }
 
@@ -142,8 +206,7 @@ static void on_connect_io(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     if (rc == EG_ERR) {
-        bool refused = a->up->sk.err == ECONNREFUSED;
-        attempt_failed(a, refused ? DC_FAIL_REFUSED : DC_FAIL_RESET, 502);
+        attempt_failed(a, a->up->sk.err == ECONNREFUSED ? FAULT_REFUSED : FAULT_RESET, 502);
         return;
     }
     ready(a);
@@ -178,13 +241,14 @@ static void try_server(struct attempt *a, struct srv *s, bool fresh)
         a->log_dc = s->dc->name; /* lives as long as our generation */
         memcpy(a->log_srv, s->name, sizeof(a->log_srv));
     }
-    a->up = fresh ? NULL : reuse(a, s);
-    if (a->up) {
+    struct upstream *u = fresh ? NULL : reuse(a, s);
+    if (u) {
+        set_up(a, u);
         ready(a);
         return;
     }
-    a->up = upstream_open(s);
-    if (!a->up) {
+    u = upstream_open(s);
+    if (!u) {
         int err = errno;
         if (local_error(err)) {
             log_warn("cannot open a connection to %s: %s", s->name, strerror(err));
@@ -192,10 +256,12 @@ static void try_server(struct attempt *a, struct srv *s, bool fresh)
             a->ops->give_up(a, 503, "out of local resources");
             return;
         }
-        srv_traffic_failed(s, err == ECONNREFUSED ? DC_FAIL_REFUSED : DC_FAIL_RESET);
-        attempt_failed(a, DC_FAIL_REFUSED, 502);
+        enum attempt_fault fault = err == ECONNREFUSED ? FAULT_REFUSED : FAULT_RESET;
+        charge(a, s, fault);
+        attempt_failed(a, fault, 502);
         return;
     }
+    set_up(a, u);
     a->state = ATTEMPT_CONNECT;
     ev_set_cb(&a->up->sk.io, on_connect_io);
     a->up->sk.io.data = a;
@@ -206,13 +272,25 @@ static void try_server(struct attempt *a, struct srv *s, bool fresh)
 
 /* ---- failures ---- */
 
+/* Reports FAULT to S's health, once per request. */
+static void charge(struct attempt *a, struct srv *s, enum attempt_fault fault)
+{
+    if (fault == FAULT_INVALID) {
+        counters->invalid_responses_total++;
+        return;
+    }
+    if (fault == FAULT_DOWN || a->charged)
+        return;
+    a->charged = true;
+    srv_traffic_failed(s, fault == FAULT_REFUSED ? DC_FAIL_REFUSED
+                          : fault == FAULT_TIMEOUT ? DC_FAIL_TIMEOUT : DC_FAIL_RESET);
+}
+
 /* A kept-alive connection the server closed just as a request went out (the
  * keep-alive race) says nothing about the server. */
-static struct srv *stale_server(const struct attempt *a, enum dc_fail kind)
+static bool stale(const struct upstream *u, const struct attempt *a, enum attempt_fault fault)
 {
-    if (a->up && a->up->requests > 1 && kind == DC_FAIL_RESET && !a->stale_retried)
-        return a->up->srv;
-    return NULL;
+    return u && u->requests > 1 && fault == FAULT_RESET && !a->stale_retried;
 }
 
 static bool next_server(struct attempt *a)
@@ -221,7 +299,7 @@ static bool next_server(struct attempt *a)
         return false;
     struct dc *was = a->rt.dc;
     struct srv *next = route_next(a->c->gen, cl_of(a), &a->rt);
-    if (!next)
+    if (!next || !budget_allows_retry())
         return false;
     counters->retries_total++;
     if (next->dc != was) {
@@ -233,39 +311,78 @@ static bool next_server(struct attempt *a)
     return true;
 }
 
-void attempt_failed(struct attempt *a, enum dc_fail kind, int status)
+static const char *fault_name(enum attempt_fault f)
 {
-    struct srv *stale = stale_server(a, kind);
-    if (a->up) {
-        if (!stale)
-            srv_traffic_failed(a->up->srv, kind);
-        upstream_close(a->up);
-        a->up = NULL;
+    static const char *const names[] = {"refused", "reset", "timeout", "server down",
+                                        "invalid response"};
+    return names[f];
+}
+
+void attempt_failed(struct attempt *a, enum attempt_fault fault, int status)
+{
+    struct upstream *u = take_up(a);
+    struct srv *s = u ? u->srv : NULL;
+    bool race = stale(u, a, fault);
+    if (s) {
+        srv_ref(s);
+        upstream_close(u);
+        if (!race)
+            charge(a, s, fault); /* may mark it down: a is off its list by now */
     }
     log_debug("attempt %d of a %s client failed (%s)", a->tries, cl_of(a)->name,
-              kind == DC_FAIL_TIMEOUT ? "timeout" : kind == DC_FAIL_REFUSED ? "refused" : "reset");
+              fault_name(fault));
     a->state = ATTEMPT_IDLE;
-    if (!a->ops->replayable(a)) {
-        a->ops->give_up(a, status, "server failed, no replay");
+    if (fault == FAULT_INVALID || !a->ops->replayable(a)) {
+        if (s)
+            srv_unref(s);
+        a->ops->give_up(a, status, fault == FAULT_INVALID ? "invalid response"
+                                                          : "server failed, no replay");
         return;
     }
-    if (stale) {
+    if (race) {
         a->stale_retried = true;
         counters->retries_total++;
         a->tries--; /* not a failure of the server: no retry spent */
-        try_server(a, stale, true);
+        try_server(a, s, true);
+        srv_unref(s);
         return;
     }
+    if (s)
+        srv_unref(s);
     if (next_server(a))
         return;
     no_server(a, status);
+}
+
+/* Moves every attempt on S, in a batch of its own: handling one may start
+ * others (on other servers) but never on S, which is down. */
+void attempt_server_down(struct srv *s)
+{
+    struct dlist batch;
+    if (dlist_empty(&s->inflight))
+        return;
+    batch.next = s->inflight.next;
+    batch.prev = s->inflight.prev;
+    batch.next->prev = &batch;
+    batch.prev->next = &batch;
+    dlist_init(&s->inflight);
+    while (!dlist_empty(&batch)) {
+        struct attempt *a = container_of(batch.next, struct attempt, inflight);
+        dlist_del(&a->inflight);
+        dlist_add_tail(&s->inflight, &a->inflight); /* where take_up expects it */
+        counters->inflight_moved_total++;
+        if (a->state == ATTEMPT_CONNECT)
+            attempt_failed(a, FAULT_DOWN, 502);
+        else
+            a->ops->server_down(a);
+    }
 }
 
 bool attempt_timeout(struct attempt *a)
 {
     switch (a->state) {
     case ATTEMPT_CONNECT:
-        attempt_failed(a, DC_FAIL_TIMEOUT, 504);
+        attempt_failed(a, FAULT_TIMEOUT, 504);
         return true;
     case ATTEMPT_HOLD:
         counters->hold_timeouts_total++;
@@ -288,8 +405,7 @@ void attempt_cancel(struct attempt *a)
     if (a->state == ATTEMPT_ROUTE)
         affinity_cancel(&a->aff);
     unhold(a);
-    upstream_close(a->up);
-    a->up = NULL;
+    upstream_close(take_up(a));
     a->state = ATTEMPT_IDLE;
 }
 
@@ -304,8 +420,7 @@ static void on_kept_io(struct ev_loop *loop, ev_io *w, int revents)
 
 void attempt_release(struct attempt *a, bool reusable)
 {
-    struct upstream *u = a->up;
-    a->up = NULL;
+    struct upstream *u = take_up(a);
     a->state = ATTEMPT_IDLE;
     if (!reusable) {
         upstream_close(u);

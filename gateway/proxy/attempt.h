@@ -26,6 +26,18 @@ struct attempt;
 struct upstream;
 struct access_log_rec;
 
+/* Why an attempt failed, which decides what it costs the server and
+ * whether the request may go elsewhere. A request charges at most one
+ * server, whatever happens to its later attempts. */
+enum attempt_fault {
+    FAULT_REFUSED,      /* nothing listens: charged, tried elsewhere */
+    FAULT_RESET,        /* reset or closed before answering: charged, tried elsewhere when replayable */
+    FAULT_TIMEOUT,      /* no connection or no answer in time: charged, likewise */
+    FAULT_DOWN,         /* the server was marked down meanwhile: not charged again, likewise */
+    FAULT_INVALID,      /* the answer could not be passed on: the request's fault as much as
+                         * the server's, counted apart from health and never replayed */
+};
+
 enum attempt_state {
     ATTEMPT_IDLE,       /* nothing in progress (before routing, between requests) */
     ATTEMPT_ROUTE,      /* waiting for the session's datacenter (Redis) */
@@ -48,6 +60,10 @@ struct attempt_ops {
     void (*waiting)(struct attempt *a);
     /* The ready server connection can be read (RD) or written (WR). */
     void (*server_io)(struct attempt *a, bool rd, bool wr);
+    /* The server of the ready connection was marked down: the mode moves
+     * what has not reached the client yet (attempt_failed with FAULT_DOWN),
+     * answers what cannot move, or closes a tunnel. */
+    void (*server_down)(struct attempt *a);
 };
 
 struct attempt {
@@ -56,12 +72,14 @@ struct attempt {
     enum attempt_state state;
     uint8_t tries;              /* servers tried for this request or connection */
     bool stale_retried;         /* went out again after a stale kept-alive connection */
+    bool charged;               /* a server's health was charged for this request */
     bool private_conn;          /* never from or to the pool (tcp mode, send_proxy) */
     struct upstream *up;        /* connecting (CONNECT) or carrying the exchange (READY) */
     struct upstream **kept;     /* private_conn: where the client keeps its idle server
                                  * connection between requests (NULL: it keeps none) */
     ev_tstamp hold_since;       /* when holding started (0: not held yet) */
     struct hold hold;
+    struct dlist inflight;      /* in up->srv->inflight while up is set */
     struct route rt;
     struct affinity_req aff;
     const char *key;            /* session key (owned by the mode), NULL for none */
@@ -78,11 +96,14 @@ void attempt_init(struct attempt *a, const struct attempt_ops *ops, struct conn 
 /* Routes and connects: ends in ops->ready or ops->give_up (possibly before
  * returning). */
 void attempt_start(struct attempt *a);
-/* The current attempt failed before anything reached the client: KIND is
- * charged to the server (unless the failure was the stale keep-alive race);
- * the request goes to the next server when ops->replayable allows, else
- * ops->give_up(STATUS). */
-void attempt_failed(struct attempt *a, enum dc_fail kind, int status);
+/* The current attempt failed before anything reached the client: FAULT is
+ * charged to the server (see enum attempt_fault; never for the stale
+ * keep-alive race); the request goes to the next server when
+ * ops->replayable and the retry budget allow, else ops->give_up(STATUS). */
+void attempt_failed(struct attempt *a, enum attempt_fault fault, int status);
+/* Server S was marked down: every attempt connecting to it or waiting for
+ * its answer moves (see ops->server_down). */
+void attempt_server_down(struct srv *s);
 /* The client's deadline passed: true when the attempt owned it (connect or
  * hold timeout, handled here), false when the mode's own deadline is due. */
 bool attempt_timeout(struct attempt *a);

@@ -10,6 +10,12 @@
     "HTTP/1.1 " code " " reason "\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\n" \
     extra "Content-Length: " #body "\r\nConnection: close\r\n\r\n"
 
+/* A request that reached a server and cannot be tried again may have been
+ * processed there: the answer says so, for clients that must know before
+ * they retry on their own. */
+#define MAYBE 1000
+#define MAYBE_HDR "Edgegate-Processed: unknown\r\n"
+
 static const struct {
     int status;
     const char *resp;
@@ -23,9 +29,11 @@ static const struct {
               "header fields too large\n"},
     {501, ERR_RESP("501", "Not Implemented", "", 16) "not implemented\n"},
     {502, ERR_RESP("502", "Bad Gateway", "", 12) "bad gateway\n"},
+    {502 + MAYBE, ERR_RESP("502", "Bad Gateway", MAYBE_HDR, 12) "bad gateway\n"},
     {503, ERR_RESP("503", "Service Unavailable", "Retry-After: 1\r\n", 20)
               "service unavailable\n"},
     {504, ERR_RESP("504", "Gateway Timeout", "", 16) "gateway timeout\n"},
+    {504 + MAYBE, ERR_RESP("504", "Gateway Timeout", MAYBE_HDR, 16) "gateway timeout\n"},
     {505, ERR_RESP("505", "HTTP Version Not Supported", "", 27)
               "http version not supported\n"},
 };
@@ -74,8 +82,9 @@ static const char *response_for(int status)
 void http_send_error(struct http_session *s, int status)
 {
     count_error(status);
-    bool started = false;
+    bool started = false, maybe = false;
     if (s->x) {
+        maybe = s->x->reached && (status == 502 || status == 504);
         http_request_done(s, status, "error");
         started = s->x->resp_started;
         http_exchange_free(s);
@@ -86,7 +95,7 @@ void http_send_error(struct http_session *s, int status)
     }
     buf_put(s->ib);
     s->ib = NULL;
-    s->err_msg = response_for(status);
+    s->err_msg = response_for(status + (maybe ? MAYBE : 0));
     s->err_len = (uint16_t)strlen(s->err_msg);
     s->err_sent = 0;
     s->phase = PHASE_ERROR;

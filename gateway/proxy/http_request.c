@@ -107,7 +107,7 @@ bool http_flush_request(struct http_session *s)
     int n = build_iov(s, iov, x->req_sent);
     ssize_t w = sk_writev(&x->a.up->sk, iov, n);
     if (w == EG_ERR) {
-        attempt_failed(&x->a, DC_FAIL_RESET, 502);
+        attempt_failed(&x->a, FAULT_RESET, 502);
         return false;
     }
     if (w > 0) {
@@ -239,9 +239,22 @@ static void on_server_io(struct attempt *a, bool rd, bool wr)
     http_server_io(session_of(a), rd, wr);
 }
 
+/* The server was marked down. A request none of whose answer reached the
+ * client moves (replayed when it may be, else a 502 saying it may have been
+ * processed); a tunnel is closed so that the client reconnects elsewhere; a
+ * response already on its way is left to finish. */
+static void on_server_down(struct attempt *a)
+{
+    struct http_session *s = session_of(a);
+    if (s->phase == PHASE_TUNNEL)
+        http_free(s, true);
+    else if (!s->x->resp_started)
+        attempt_failed(a, FAULT_DOWN, 502);
+}
+
 const struct attempt_ops http_attempt_ops = {
     .ready = on_ready, .give_up = on_give_up, .replayable = replayable, .waiting = on_waiting,
-    .server_io = on_server_io,
+    .server_io = on_server_io, .server_down = on_server_down,
 };
 
 /* ---- the request head ---- */
@@ -494,6 +507,6 @@ void http_request_timeout(struct http_session *s)
     } else {
         /* No answer in time: another server for a request that may be
          * replayed, 504 otherwise. */
-        attempt_failed(&x->a, DC_FAIL_TIMEOUT, 504);
+        attempt_failed(&x->a, FAULT_TIMEOUT, 504);
     }
 }

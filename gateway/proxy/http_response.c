@@ -52,13 +52,13 @@ static void exchange_done(struct http_session *s)
     http_update_interest(s);
 }
 
-/* A response head that cannot be passed on: the server failed this
- * attempt. */
+/* A response head that cannot be passed on: 502, and the request is not
+ * tried elsewhere (the same request would likely get the same answer). */
 static bool bad_response(struct http_session *s, const char *what)
 {
     struct http_exchange *x = s->x;
     log_warn("http: bad response from %s: %s", x->a.up->srv->name, what);
-    attempt_failed(&x->a, DC_FAIL_RESET, 502);
+    attempt_failed(&x->a, FAULT_INVALID, 502);
     return false;
 }
 
@@ -114,6 +114,7 @@ static bool scan_response(struct http_session *s)
     int rc = http_body_scan(&x->respb, b->data + x->ob_end, b->tail - x->ob_end, &used);
     if (rc == EG_ERR) {
         log_warn("http: bad response body from %s: %s", x->a.up->srv->name, x->respb.err);
+        counters->invalid_responses_total++;
         x->keep_client = x->keep_server = false;
         x->resp_state = RESP_DONE;
         return true;
@@ -211,7 +212,7 @@ bool http_read_response(struct http_session *s)
         return http_flush_response(s);
     }
     if (!x->resp_started && x->resp_state < RESP_BODY) {
-        attempt_failed(&x->a, DC_FAIL_RESET, 502);
+        attempt_failed(&x->a, FAULT_RESET, 502);
         return false;
     }
     /* Cut in the middle of a response: nothing to do but cut the client. */

@@ -98,7 +98,7 @@ static void on_ready(struct attempt *a)
     touch(t);
     size_t put;
     if (pump_write(&t->c2s, &a->up->sk, &put) != PUMP_OK) {
-        attempt_failed(a, DC_FAIL_RESET, 502);
+        attempt_failed(a, FAULT_RESET, 502);
         return;
     }
     a->up->srv->st->bytes_out += put;
@@ -140,9 +140,21 @@ static void on_server_io(struct attempt *a, bool rd, bool wr)
     after_io(t);
 }
 
+/* The server was marked down: a connection it has not spoken on yet moves
+ * to another server; a stream is closed, so that the client reconnects to
+ * a healthy datacenter rather than wait on a dead one. */
+static void on_server_down(struct attempt *a)
+{
+    struct tcp_session *t = container_of(a, struct tcp_session, a);
+    if (replayable(a))
+        attempt_failed(a, FAULT_DOWN, 502);
+    else
+        tcp_free(t, true, "server down");
+}
+
 static const struct attempt_ops tcp_attempt_ops = {
     .ready = on_ready, .give_up = on_give_up, .replayable = replayable, .waiting = on_waiting,
-    .server_io = on_server_io,
+    .server_io = on_server_io, .server_down = on_server_down,
 };
 
 /* ---- session start ---- */
@@ -199,7 +211,7 @@ static bool flush_c2s(struct tcp_session *t)
             tcp_free(t, true, "server reset");
             return false;
         }
-        attempt_failed(&t->a, DC_FAIL_RESET, 502);
+        attempt_failed(&t->a, FAULT_RESET, 502);
         return false;
     }
     if (put > 0) {
@@ -266,7 +278,7 @@ static bool read_server(struct tcp_session *t)
      * client still talks, failed this attempt: replay elsewhere. */
     if (ended && !t->spoke && !t->c2s.eof && !t->replay_off) {
         t->s2c.eof = false;
-        attempt_failed(&t->a, DC_FAIL_RESET, 502);
+        attempt_failed(&t->a, FAULT_RESET, 502);
         return false;
     }
     if (rc != PUMP_OK) {

@@ -1,0 +1,168 @@
+"""Continuity when a datacenter goes gray: what is in flight to a server at
+its down verdict moves at once (replayed, answered, or closed), instead of
+waiting for response_timeout."""
+
+import signal
+import socket
+import threading
+import time
+
+from conftest import RawHTTP, dc_state, free_port, stats, wait_until
+from helper_ws import TEXT, WSClient
+
+FAST = "check http /health interval 100ms timeout 100ms rise 2 fall 2;"
+
+
+def two_dcs(env, mode="http", delay="30ms", extra=""):
+    """ams (nearest, answering after DELAY) and fra behind a gateway whose
+    response_timeout is far away: only the down verdict can rescue what is
+    in flight. The datacenters speak HTTP in tcp mode too: a stopped
+    process still completes TCP handshakes, only an http check sees it
+    stop."""
+    ams = env.dcsim("ams", delay=delay)
+    fra = env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ priority 1; server {ams.addr}; {FAST} }}
+datacenter fra {{ priority 2; server {fra.addr}; {FAST} }}
+listener web {{ listen 127.0.0.1:{port}; mode {mode}; response_timeout 30s; {extra} }}
+""", wait=[port])
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    return ams, fra, port, sp
+
+
+class Load:
+    """N keep-alive clients sending requests in a loop; every request is
+    recorded as started, then answered (status, datacenter, seconds) or
+    failed."""
+
+    def __init__(self, port, n, post_every=0):
+        self.port, self.n, self.post_every = port, n, post_every
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.started = 0
+        self.done = []   # (t_start, seconds, status, method, headers, body)
+        self.errors = []
+        self.threads = [threading.Thread(target=self.client, args=(i,)) for i in range(n)]
+
+    def client(self, i):
+        c = None
+        k = 0
+        while not self.stop.is_set():
+            method = "POST" if self.post_every and k % self.post_every == i % self.post_every \
+                else "GET"
+            k += 1
+            t0 = time.time()
+            with self.lock:
+                self.started += 1
+            try:
+                if c is None:
+                    c = RawHTTP(self.port, timeout=20)
+                status, headers, body = c.request(f"/c{i}/{k}", method=method,
+                                                  body=b"x" * 10 if method == "POST" else b"")
+                with self.lock:
+                    self.done.append((t0, time.time() - t0, status, method, headers, body))
+                if headers.get("connection") == "close":
+                    c.close()
+                    c = None
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                with self.lock:
+                    self.errors.append((t0, time.time() - t0, method, repr(e)))
+                if c:
+                    c.close()
+                c = None
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(25)
+        assert not any(t.is_alive() for t in self.threads), "a client hangs"
+
+
+def test_blackhole_under_load_moves_every_inflight_get(env):
+    ams, _, port, sp = two_dcs(env)
+    with Load(port, 32) as load:
+        wait_until(lambda: len(load.done) > 200, timeout=10, what="load running")
+        stopped = time.time()
+        ams.send(signal.SIGSTOP)
+        wait_until(lambda: not dc_state(sp, "ams")["healthy"], timeout=3, what="ams down")
+        marked = time.time() - stopped
+        n = len(load.done)
+        wait_until(lambda: len(load.done) > n + 500, timeout=10, what="load goes on")
+    ams.send(signal.SIGCONT)
+    assert not load.errors, load.errors[:5]
+    assert load.started == len(load.done), (load.started, len(load.done))
+    assert all(d[2] == 200 for d in load.done), [d[:4] for d in load.done if d[2] != 200][:5]
+    around = [d for d in load.done if d[0] >= stopped - 1]
+    slowest = max(d[1] for d in around)
+    assert slowest < 1.0, slowest
+    assert any(d[5].startswith(b"dc=fra") for d in around)
+    st = stats(sp)["counters"]
+    assert st["inflight_moved_total"] > 0
+    print(f"marked down in {marked:.2f}s; {load.started} started, {len(load.done)} answered, "
+          f"0 failed; slowest around the stop {slowest:.3f}s; moved {st['inflight_moved_total']}")
+
+
+def test_blackhole_with_posts_answers_them_502_at_once(env):
+    ams, _, port, sp = two_dcs(env, delay="50ms")
+    with Load(port, 32, post_every=2) as load:
+        wait_until(lambda: len(load.done) > 200, timeout=10, what="load running")
+        stopped = time.time()
+        ams.send(signal.SIGSTOP)
+        wait_until(lambda: not dc_state(sp, "ams")["healthy"], timeout=3, what="ams down")
+        n = len(load.done)
+        wait_until(lambda: len(load.done) > n + 300, timeout=10, what="load goes on")
+    ams.send(signal.SIGCONT)
+    assert not load.errors, load.errors[:5]
+    assert load.started == len(load.done)
+    around = [d for d in load.done if d[0] >= stopped - 1]
+    assert max(d[1] for d in around) < 1.0
+    bad = [d for d in load.done if d[2] != 200]
+    assert bad, "no POST was in flight at the stop"
+    for _, took, status, method, headers, _ in bad:
+        assert (status, method) == (502, "POST"), (status, method)
+        assert headers.get("edgegate-processed") == "unknown"
+        assert took < 1.0
+    assert all(d[2] == 200 for d in load.done if d[3] == "GET")
+
+
+def test_tcp_stream_is_closed_at_the_down_verdict(env):
+    ams, _, port, sp = two_dcs(env, mode="tcp", delay=None)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert b"dc=ams" in s.recv(1000)
+    ams.send(signal.SIGSTOP)
+    t0 = time.time()
+    s.settimeout(5)
+    try:
+        closed = s.recv(100) == b""
+    except ConnectionResetError:
+        closed = True
+    took = time.time() - t0
+    ams.send(signal.SIGCONT)
+    assert closed and took < 1.5, took
+    # The client reconnects and lands in the healthy datacenter.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s2:
+        s2.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert b"dc=fra" in s2.recv(1000)
+
+
+def test_websocket_tunnel_is_closed_at_the_down_verdict(env):
+    ams, _, port, sp = two_dcs(env, delay=None)
+    ws = WSClient(socket.create_connection(("127.0.0.1", port), timeout=5))
+    assert ws.upgrade() == 101
+    ws.send(TEXT, b"hi")
+    assert ws.recv_frame().payload == b"hi"
+    ams.send(signal.SIGSTOP)
+    t0 = time.time()
+    closed = ws.closed_by_peer(timeout=5)
+    took = time.time() - t0
+    ams.send(signal.SIGCONT)
+    assert closed and took < 1.5, took
