@@ -279,11 +279,11 @@ static void charge(struct attempt *a, struct srv *s, enum attempt_fault fault)
         counters->invalid_responses_total++;
         return;
     }
-    if (fault == FAULT_DOWN || a->charged)
+    if (fault == FAULT_DOWN || a->charged || (fault == FAULT_SLOW && s->hc))
         return;
     a->charged = true;
     srv_traffic_failed(s, fault == FAULT_REFUSED ? DC_FAIL_REFUSED
-                          : fault == FAULT_TIMEOUT ? DC_FAIL_TIMEOUT : DC_FAIL_RESET);
+                          : fault == FAULT_RESET ? DC_FAIL_RESET : DC_FAIL_TIMEOUT);
 }
 
 /* A kept-alive connection the server closed just as a request went out (the
@@ -313,8 +313,8 @@ static bool next_server(struct attempt *a)
 
 static const char *fault_name(enum attempt_fault f)
 {
-    static const char *const names[] = {"refused", "reset", "timeout", "server down",
-                                        "invalid response"};
+    static const char *const names[] = {"refused", "reset", "connect timeout", "no answer in time",
+                                        "server down", "invalid response"};
     return names[f];
 }
 

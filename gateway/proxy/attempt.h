@@ -32,7 +32,9 @@ struct access_log_rec;
 enum attempt_fault {
     FAULT_REFUSED,      /* nothing listens: charged, tried elsewhere */
     FAULT_RESET,        /* reset or closed before answering: charged, tried elsewhere when replayable */
-    FAULT_TIMEOUT,      /* no connection or no answer in time: charged, likewise */
+    FAULT_TIMEOUT,      /* no connection in time: charged, likewise */
+    FAULT_SLOW,         /* no answer in time: charged only where no active check watches
+                         * the server (a slow endpoint is not a dead server), likewise */
     FAULT_DOWN,         /* the server was marked down meanwhile: not charged again, likewise */
     FAULT_INVALID,      /* the answer could not be passed on: the request's fault as much as
                          * the server's, counted apart from health and never replayed */

@@ -86,7 +86,7 @@ void http_send_error(struct http_session *s, int status)
     if (s->x) {
         maybe = s->x->reached && (status == 502 || status == 504);
         http_request_done(s, status, "error");
-        started = s->x->resp_started;
+        started = s->x->mid_response;
         http_exchange_free(s);
     }
     if (started) {

@@ -507,6 +507,6 @@ void http_request_timeout(struct http_session *s)
     } else {
         /* No answer in time: another server for a request that may be
          * replayed, 504 otherwise. */
-        attempt_failed(&x->a, FAULT_TIMEOUT, 504);
+        attempt_failed(&x->a, FAULT_SLOW, 504);
     }
 }

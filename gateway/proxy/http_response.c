@@ -137,6 +137,7 @@ static bool next_head(struct http_session *s)
 {
     struct http_exchange *x = s->x;
     x->resp_state = RESP_HEAD;
+    x->mid_response = false; /* between an interim response and the final one */
     http_msg_init(&x->resp, true, &x->resp_hdr, 1);
     if (buf_len(x->ob) > 0)
         return scan_response(s) && http_flush_response(s);
@@ -155,7 +156,7 @@ bool http_flush_response(struct http_session *s)
         if (w > 0) {
             x->ob->head += (uint32_t)w;
             x->tx_resp += (uint64_t)w;
-            x->resp_started = true;
+            x->resp_started = x->mid_response = true;
         }
     }
     if (http_ob_pending(x) > 0)

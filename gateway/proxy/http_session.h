@@ -70,6 +70,7 @@ struct http_exchange {
     bool head_gone;             /* head bytes dropped from ib (body streamed) */
     bool replay_off;            /* request bytes dropped: no replay */
     bool resp_started;          /* response bytes were written to the client */
+    bool mid_response;          /* part of a response went out: no answer of ours fits now */
     bool keep_client;           /* the client connection persists afterwards */
     bool keep_server;           /* the server connection may go back to the pool */
     bool accounted;             /* this request is in the stats (and the log) */
