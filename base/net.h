@@ -6,10 +6,18 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
+/* An IPv4 or IPv6 address with its port: 32 bytes rather than the 132 of a
+ * sockaddr_storage, since every client connection holds one. */
 struct net_addr {
-    struct sockaddr_storage ss;
+    union {
+        sa_family_t ss_family;  /* the family of whichever is set */
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } ss;
     socklen_t len;
 };
 

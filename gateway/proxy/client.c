@@ -50,7 +50,6 @@ static void conn_init(struct conn *c, int fd, struct listener *l, const struct n
     c->deadline = c->tm_at = 0;
     c->started = ev_now(gw.loop);
     c->proxy_dst.len = 0;
-    c->iplen = 0;
     struct tls_lsn *t = c->gen->tls[l->cidx];
     c->tls = t != NULL;
     if (t && !(c->sk.ssl = tls_lsn_ssl(t, fd)))
@@ -111,13 +110,9 @@ bool conn_rebase(struct conn *c)
     return false;
 }
 
-const char *conn_peer_ip(struct conn *c)
+const char *conn_peer_ip(const struct conn *c, char *buf)
 {
-    if (c->iplen == 0) {
-        net_ip_str((const struct sockaddr *)&c->peer.ss, c->ip, sizeof(c->ip));
-        c->iplen = (uint8_t)strlen(c->ip);
-    }
-    return c->ip;
+    return net_ip_str(&c->peer.ss.sa, buf, CONN_IP_MAX);
 }
 
 static int handshake(struct conn *c)
@@ -185,7 +180,6 @@ static int read_proxy(struct conn *c)
     if (!pi.local) {
         c->peer = pi.src;
         c->proxy_dst = pi.dst;
-        c->iplen = 0;
     }
     return EG_OK;
 }

@@ -52,8 +52,6 @@ struct conn {
     ev_tstamp started;
     enum conn_setup setup;
     struct net_addr proxy_dst;  /* destination a balancer announced (len 0: none) */
-    char ip[46];                /* the peer's address as text, once asked for */
-    uint8_t iplen;
     bool tls;                   /* the client speaks TLS */
 };
 
@@ -71,8 +69,11 @@ void conn_deadline(struct conn *c, ev_tstamp at);
 /* Moves an idle connection to the current generation. False when its
  * listener is gone from the configuration. */
 bool conn_rebase(struct conn *c);
-/* The client's address as text (cached: it is needed on every request). */
-const char *conn_peer_ip(struct conn *c);
+#define CONN_IP_MAX 46
+
+/* The client's address as text, in BUF (CONN_IP_MAX bytes). Not kept in the
+ * connection: an idle connection holds as little as it can. */
+const char *conn_peer_ip(const struct conn *c, char *buf);
 /* The server name the client sent in its TLS handshake, or NULL. */
 const char *conn_sni(const struct conn *c);
 /* The PROXY header (send_proxy) for a server connection of this client:

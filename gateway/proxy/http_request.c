@@ -297,8 +297,8 @@ static const char *find_key(struct http_session *s, size_t *n)
         *n = v ? strlen(v) : 0;
         break;
     case SESS_CLIENT_IP:
-        v = conn_peer_ip(&s->c);
-        *n = s->c.iplen;
+        v = x->ip;
+        *n = strlen(v);
         break;
     }
     return v;
@@ -347,12 +347,13 @@ static void head_complete(struct http_session *s)
     if (access_log_format != ACCESS_LOG_OFF)
         keep_for_log(s);
     x->method = x->req.method;
+    conn_peer_ip(&s->c, x->ip);
     if (x->method == HTTP_CONNECT) {
         http_send_error(s, 405);
         return;
     }
-    if (fwd_prepare(&x->fwd, &x->req, buf_rpos(s->ib), fwd_opts(s->c.cl), conn_peer_ip(&s->c),
-                    s->c.tls) > MAX_DROPPED) {
+    if (fwd_prepare(&x->fwd, &x->req, buf_rpos(s->ib), fwd_opts(s->c.cl), x->ip, s->c.tls) >
+        MAX_DROPPED) {
         http_send_error(s, 400);
         return;
     }

@@ -92,6 +92,7 @@ struct http_exchange {
     char log_method[16];        /* method and path kept for the access log */
     char log_path[256];
     char key[AFFINITY_KEY_MAX];
+    char ip[CONN_IP_MAX];       /* the client's address as text */
     unsigned char pp[PP_BUILD_MAX];
     struct http_hdr req_hdrs[HTTP_MAX_HDRS];
     struct http_hdr resp_hdr;

@@ -37,6 +37,7 @@ struct tcp_session {
     struct attempt a;
     struct pump c2s, s2c;
     uint64_t rx, tx;            /* bytes from and to the client */
+    char ip[CONN_IP_MAX];        /* the client's address: the session key of `session client_ip` */
     unsigned char pp[PP_BUILD_MAX];
 };
 
@@ -165,7 +166,7 @@ static void on_established(struct conn *c)
 {
     struct tcp_session *t = container_of(c, struct tcp_session, c);
     if (c->cl->sess == SESS_CLIENT_IP) {
-        t->a.key = conn_peer_ip(c);
+        t->a.key = conn_peer_ip(c, t->ip);
         t->a.keylen = (uint16_t)strlen(t->a.key);
     } else if (c->cl->sess == SESS_SNI && conn_sni(c)) {
         const char *sni = conn_sni(c);
