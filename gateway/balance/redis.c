@@ -1,9 +1,10 @@
 /* Redis client.
  *
  * States: OFF (not configured) -> [SENTINEL: ask a sentinel for the primary]
- * -> CONNECTING -> HANDSHAKE (AUTH, SELECT, SCRIPT LOAD, with Sentinel ROLE)
- * -> READY. Any failure drops the connection and waits (exponential backoff
- * with jitter) before starting over.
+ * -> CONNECTING -> HANDSHAKE (AUTH, SELECT, SCRIPT LOAD, with Sentinel ROLE,
+ * PING; each answer must be the one Redis gives) -> READY. Any failure drops
+ * the connection and waits (exponential backoff with jitter, from the start
+ * again only once a connection has lasted) before starting over.
  *
  * hiredis 0.14 has no command timeouts, so commands in flight are kept in
  * order with their deadlines and one timer watches the oldest: an answer
