@@ -46,6 +46,8 @@ struct stats_counters {
     uint64_t tls_handshakes_total, tls_resumed_total, tls_failures_total;
     uint64_t max_connections_hits_total;
     uint64_t worker_restarts_total;
+    uint64_t log_lines_dropped_total;   /* the log sink could not take them */
+    uint64_t check_local_errors_total;  /* check rounds skipped: no descriptor, buffer, memory */
 };
 
 struct stats_hist {

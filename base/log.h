@@ -22,6 +22,16 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Access lines go to the same sink, without level prefix. */
 void log_raw(const char *line, size_t len);
 
+/* For a message that can repeat as fast as the loop turns (a failed accept,
+ * a skipped check round): said at most once per PERIOD seconds from one
+ * place, with the number held back in between. */
+struct log_limit {
+    double next;                /* held back until then */
+    unsigned long held;
+};
+void log_limited(struct log_limit *l, double period, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) do { if (log_level >= LOG_INFO) log_msg(LOG_INFO, __VA_ARGS__); } while (0)

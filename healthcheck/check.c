@@ -16,6 +16,7 @@
 #include "base/alloc.h"
 #include "healthcheck/datacenter.h"
 #include "proto/http.h"
+#include "base/counters.h"
 #include "base/log.h"
 #include "base/net.h"
 #include "base/socket.h"
@@ -73,6 +74,14 @@ static void schedule(struct check *h, double after)
  * up tens of thousands of TIME_WAIT sockets. */
 static void drop_conn(struct check *h) { sk_abort(h->loop, &h->sk); }
 
+/* Next round: interval from this one's start, +-10% */
+static void schedule_next(struct check *h)
+{
+    h->state = HC_IDLE;
+    double next = check_of(h)->interval * jitter(0.9, 1.1) - (ev_time() - h->started);
+    schedule(h, next > 0.001 ? next : 0.001);
+}
+
 static void finish(struct check *h, bool ok, bool keep, const char *why)
 {
     double rtt_ms = (ev_time() - h->t0) * 1000;
@@ -83,14 +92,30 @@ static void finish(struct check *h, bool ok, bool keep, const char *why)
     } else {
         drop_conn(h);
     }
-    h->state = HC_IDLE;
     total++;
     if (!ok)
         log_debug("check of %s (%s) failed: %s", h->srv->name, h->srv->dc->name, why);
-    /* Next round: interval from this one's start, +-10% */
-    double next = check_of(h)->interval * jitter(0.9, 1.1) - (ev_time() - h->started);
-    schedule(h, next > 0.001 ? next : 0.001);
+    schedule_next(h);
     srv_check_result(h->srv, ok, rtt_ms); /* may log and reroute: last */
+}
+
+/* This process is out of descriptors, socket buffers or memory. */
+static bool local_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* A socket we could not open for want of local resources says nothing about
+ * the server: blaming it would take every datacenter down at once when the
+ * gateway runs out of descriptors. The round is skipped, without a verdict;
+ * the next one comes at the usual interval. */
+static void skip_round(struct check *h, int err)
+{
+    static struct log_limit limit;
+    counters->check_local_errors_total++;
+    log_limited(&limit, 10, LOG_WARN, "check of %s (%s) skipped: %s (a local shortage, not "
+                "the server's fault)", h->srv->name, h->srv->dc->name, strerror(err));
+    schedule_next(h);
 }
 
 /* The kept connection failed before answering: the server closed it while
@@ -140,6 +165,10 @@ static void start_round(struct check *h)
     int fd = net_connect(&h->srv->addr, ck->type == CHECK_HTTP);
     h->state = HC_CONNECT;
     sk_init(&h->sk, fd, on_io, h);
+    if (fd < 0 && local_shortage(errno)) {
+        skip_round(h, errno);
+        return;
+    }
     if (fd < 0) {
         finish(h, false, false, strerror(errno));
         return;

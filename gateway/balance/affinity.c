@@ -25,6 +25,7 @@
 #include "gateway/balance/redis.h"
 #include "gateway/balance/route.h"
 #include "base/counters.h"
+#include "base/siphash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,13 +111,13 @@ bool affinity_key_valid(const char *key, size_t len)
 
 /* ---- the table ---- */
 
-static uint64_t key_hash(const char *k, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)k[i]) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
-}
+/* Session keys come from clients: with an unkeyed hash anyone can send
+ * thousands of keys that share one bucket and make every lookup walk them
+ * all. Each process hashes with its own secret key instead. (Rendezvous
+ * hashing in route.c must stay unkeyed: gateways of a fleet agree on it.) */
+static struct siphash_key hash_key;
+
+static uint64_t key_hash(const char *k, size_t n) { return siphash24(&hash_key, k, n); }
 
 static void table_grow(void)
 {
@@ -460,6 +461,10 @@ void affinity_moved(struct gen *g, const struct conf_listener *cl, const char *k
 void affinity_init(struct ev_loop *loop)
 {
     affinity_loop = loop;
+    if (siphash_key_random(&hash_key) != EG_OK) {
+        log_err("affinity: no random bytes for the table's hash key");
+        abort();
+    }
     redis_init(loop);
     redis_set_script(script);
 }

@@ -1,9 +1,10 @@
 /* Redis client.
  *
  * States: OFF (not configured) -> [SENTINEL: ask a sentinel for the primary]
- * -> CONNECTING -> HANDSHAKE (AUTH, SELECT, SCRIPT LOAD, with Sentinel ROLE)
- * -> READY. Any failure drops the connection and waits (exponential backoff
- * with jitter) before starting over.
+ * -> CONNECTING -> HANDSHAKE (AUTH, SELECT, SCRIPT LOAD, with Sentinel ROLE,
+ * PING; each answer must be the one Redis gives) -> READY. Any failure drops
+ * the connection and waits (exponential backoff with jitter, from the start
+ * again only once a connection has lasted) before starting over.
  *
  * hiredis 0.14 has no command timeouts, so commands in flight are kept in
  * order with their deadlines and one timer watches the oldest: an answer
@@ -61,6 +62,7 @@ static struct {
     double backoff;
     struct dlist inflight;
     ev_tstamp degraded_since;
+    ev_tstamp ready_since;
     double degraded_total;
     const char *script;
     char sha[48];
@@ -93,7 +95,7 @@ static void set_state(int st)
     if (st == RS_READY && R.state != RS_READY) {
         double out = now() - R.degraded_since;
         R.degraded_total += out;
-        R.backoff = BACKOFF_MIN;
+        R.ready_since = now();
         R.failing = false;
         if (R.reconnects)
             log_info("redis: connected to %s (after %.1fs without it)", R.server, out);
@@ -101,6 +103,12 @@ static void set_state(int st)
             log_info("redis: connected to %s", R.server);
     } else if (st != RS_READY && R.state == RS_READY) {
         R.degraded_since = now();
+        /* A connection that lasted starts the backoff over. One lost soon
+         * after its handshake (a Redis that stalls or answers commands with
+         * garbage) keeps it growing: else it would be reopened ten times a
+         * second. */
+        if (now() - R.ready_since >= BACKOFF_MAX)
+            R.backoff = BACKOFF_MIN;
     }
     R.state = st;
 }
@@ -256,8 +264,10 @@ static void drop(const char *why)
     redisAsyncContext *ac = R.ac, *sac = R.sac;
     R.ac = R.sac = NULL;
     ev_timer_stop(R.loop, &R.conn_tm);
-    if (R.state == RS_READY || R.state == RS_HANDSHAKE)
+    if (R.state == RS_READY)
         log_warn("redis: dropping the connection to %s (%s)", R.server, why);
+    else if (R.state == RS_HANDSHAKE)
+        log_failure("redis: dropping the connection to %s (%s)", R.server, why);
     retry_later();
     if (ac)
         redisAsyncFree(ac);
@@ -293,14 +303,39 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     retry_later();
 }
 
-static bool reply_ok(const redisReply *r, const char *what)
+/* What Redis answers each handshake command. A server that says anything
+ * else (another service on the port, a proxy that answers +OK to all) is
+ * not a Redis we can use, however well-formed its replies. ROLE only has to
+ * be a role here: whether it is the primary's is decided apart. */
+static bool expected_answer(const char *what, const redisReply *r)
 {
-    if (r && r->type != REDIS_REPLY_ERROR)
-        return true;
-    log_err("redis: %s failed: %s", what, r ? r->str : "no answer");
-    return false;
+    if (strcmp(what, "SCRIPT LOAD") == 0)
+        return r->type == REDIS_REPLY_STRING && r->len == 40 &&
+               strspn(r->str, "0123456789abcdef") == 40;
+    if (strcmp(what, "ROLE") == 0)
+        return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+               r->element[0]->type == REDIS_REPLY_STRING;
+    const char *status = strcmp(what, "PING") == 0 ? "PONG" : "OK"; /* PING, AUTH, SELECT */
+    return r->type == REDIS_REPLY_STATUS && strcmp(r->str, status) == 0;
 }
 
+static bool reply_ok(const redisReply *r, const char *what)
+{
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        const char *why = r ? r->str : R.ac && R.ac->err ? R.ac->errstr : "no answer";
+        log_failure("redis: %s failed: %s", what, why);
+        return false;
+    }
+    if (!expected_answer(what, r)) {
+        R.errors++;
+        log_failure("redis: %s does not answer %s as Redis does (reply type %d): not using it",
+                    R.server, what, r->type);
+        return false;
+    }
+    return true;
+}
+
+/* Every handshake answer, PING's last. */
 static void on_handshake_step(void *ctx, const redisReply *r)
 {
     const char *what = ctx;
@@ -310,25 +345,17 @@ static void on_handshake_step(void *ctx, const redisReply *r)
         drop(what);
         return;
     }
-    if (strcmp(what, "SCRIPT LOAD") == 0 && r->type == REDIS_REPLY_STRING &&
-        r->len < sizeof(R.sha))
+    if (strcmp(what, "SCRIPT LOAD") == 0)
         memcpy(R.sha, r->str, r->len + 1);
-    if (strcmp(what, "ROLE") == 0 &&
-        (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !r->element[0]->str ||
-         strcmp(r->element[0]->str, "master") != 0)) {
+    if (strcmp(what, "ROLE") == 0 && strcmp(r->element[0]->str, "master") != 0) {
         log_warn("redis: %s is not the primary (yet), asking the sentinels again", R.server);
         drop("not primary");
         return;
     }
-}
-
-static void on_handshake_done(void *ctx, const redisReply *r)
-{
-    (void)ctx;
-    if (R.state != RS_HANDSHAKE || !reply_ok(r, "PING"))
-        return;
-    ev_timer_stop(R.loop, &R.conn_tm);
-    set_state(RS_READY);
+    if (strcmp(what, "PING") == 0) {
+        ev_timer_stop(R.loop, &R.conn_tm);
+        set_state(RS_READY);
+    }
 }
 
 /* Sends a handshake command as a plain command: its answer is also bound by
@@ -365,9 +392,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         hs_cmd("SCRIPT LOAD", 3, (const char *[]){"SCRIPT", "LOAD", R.script});
     if (R.cfg.sentinel)
         hs_cmd("ROLE", 1, (const char *[]){"ROLE"});
-    const char *ping[] = {"PING"};
-    size_t plen[] = {4};
-    send_cmd(1, ping, plen, on_handshake_done, NULL);
+    hs_cmd("PING", 1, (const char *[]){"PING"});
 }
 
 /* Opens an asynchronous connection to A, set up as every connection of ours

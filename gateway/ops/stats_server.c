@@ -26,7 +26,9 @@
 #include "healthcheck/datacenter.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -49,7 +51,10 @@ static int lfd = -1;
 static ev_io lio;
 static struct net_addr laddr;
 static bool lreuse;
-static char token[256];
+static char token[256];          /* zero-padded: compared whole */
+static size_t token_len;
+static ev_timer retry_tm;        /* out of descriptors: accepting paused */
+static struct log_limit accept_limit;
 
 /* ---- JSON ---- */
 
@@ -133,7 +138,8 @@ static const struct {
     COUNTER(http_503_total), COUNTER(http_504_total), COUNTER(bytes_in_total),
     COUNTER(bytes_out_total), COUNTER(tls_handshakes_total), COUNTER(tls_resumed_total),
     COUNTER(tls_failures_total), COUNTER(max_connections_hits_total),
-    COUNTER(worker_restarts_total),
+    COUNTER(worker_restarts_total), COUNTER(log_lines_dropped_total),
+    COUNTER(check_local_errors_total),
 };
 
 static uint64_t field(const struct stats_counters *c, size_t off)
@@ -382,24 +388,36 @@ static void respond(struct mconn *c, int status, const char *type, struct sbuf *
     sbuf_free(body);
 }
 
+/* Whether S (N bytes) is the token, in a time that tells nothing about the
+ * token: neither how many of its bytes S got right (CRYPTO_memcmp) nor its
+ * length (both sides are compared over the whole zero-padded array). Only
+ * N itself, which the client chose, decides the early refusal. */
+static bool token_equal(const char *s, size_t n)
+{
+    char padded[sizeof(token)] = {0};
+    if (n >= sizeof(token))
+        return false;
+    memcpy(padded, s, n);
+    return (CRYPTO_memcmp(padded, token, sizeof(token)) == 0) & (n == token_len);
+}
+
 /* The token may come as "Authorization: Bearer T" or, for a browser
  * opening the page, as ?token=T. */
 static bool authorized(const struct mconn *c, const char *query, size_t qlen)
 {
-    if (!token[0])
+    if (!token_len)
         return true;
-    size_t tl = strlen(token);
     for (int i = 0; i < c->req.nhdrs; i++) {
         const struct http_hdr *h = &c->req.hdrs[i];
         if (h->name_len == 13 && strncasecmp(c->in + h->name, "authorization", 13) == 0 &&
-            h->val_len == 7 + tl && strncasecmp(c->in + h->val, "Bearer ", 7) == 0 &&
-            memcmp(c->in + h->val + 7, token, tl) == 0)
+            h->val_len >= 7 && strncasecmp(c->in + h->val, "Bearer ", 7) == 0 &&
+            token_equal(c->in + h->val + 7, h->val_len - 7))
             return true;
     }
     for (const char *q = query, *end = query + qlen; q && q < end;) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         size_t n = amp ? (size_t)(amp - q) : (size_t)(end - q);
-        if (n == 6 + tl && memcmp(q, "token=", 6) == 0 && memcmp(q + 6, token, tl) == 0)
+        if (n >= 6 && memcmp(q, "token=", 6) == 0 && token_equal(q + 6, n - 6))
             return true;
         q = amp ? amp + 1 : NULL;
     }
@@ -487,13 +505,36 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     mconn_free(w->data);
 }
 
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    if (lfd >= 0)
+        ev_io_start(loop, &lio);
+}
+
+/* Out of descriptors (or buffers, or memory), the connection waiting to be
+ * accepted stays in the queue and the socket stays readable: trying again
+ * at once would spin the loop. Wait a little, as the data listeners do. */
+static void accept_pause(struct ev_loop *loop)
+{
+    log_limited(&accept_limit, 10, LOG_WARN, "stats: accept: %s, pausing accepts for 100ms",
+                strerror(errno));
+    ev_io_stop(loop, &lio);
+    ev_timer_stop(loop, &retry_tm);
+    ev_timer_set(&retry_tm, 0.1, 0);
+    ev_timer_start(loop, &retry_tm);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)w, (void)revents;
     for (int i = 0; i < 16; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(loop);
             return;
+        }
         struct mconn *c = eg_calloc(1, sizeof(*c));
         sk_init(&c->sk, fd, on_conn_io, c);
         http_msg_init(&c->req, false, c->hdrs, ARRAY_LEN(c->hdrs));
@@ -516,6 +557,7 @@ static void stats_server_close(void)
     if (lfd < 0)
         return;
     ev_io_stop(gw.loop, &lio);
+    ev_timer_stop(gw.loop, &retry_tm);
     close(lfd);
     lfd = -1;
 }
@@ -524,7 +566,9 @@ static void stats_server_close(void)
  * that fails keeps the running one's. */
 static void set_token(const struct conf *c)
 {
+    memset(token, 0, sizeof(token));
     snprintf(token, sizeof(token), "%s", c->stats_token ? c->stats_token : "");
+    token_len = strlen(token);
 }
 
 int stats_server_apply(const struct conf *c, bool reuseport, char *err, size_t errlen)
@@ -554,5 +598,6 @@ int stats_server_apply(const struct conf *c, bool reuseport, char *err, size_t e
     lreuse = reuseport;
     ev_io_init(&lio, on_accept, fd, EV_READ);
     ev_io_start(gw.loop, &lio);
+    ev_timer_init(&retry_tm, on_retry, 0, 0);
     return EG_OK;
 }

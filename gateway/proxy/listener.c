@@ -7,9 +7,11 @@
 #include "gateway/proxy/tcp.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,9 +19,16 @@
  * established connections run between bursts. */
 #define ACCEPT_BATCH 64
 
+/* Descriptors kept for everything but client connections and their server
+ * connections: listening sockets, the stats endpoint, Redis, DNS, the log,
+ * the event loop. Checks take one more per server. */
+#define FD_RESERVE 64
+
 static struct dlist live = {&live, &live};       /* accepting now */
 static struct dlist pending = {&pending, &pending}; /* opened by prepare, not live yet */
 static ev_timer retry_tm;                            /* out of descriptors: pause accept */
+static int default_max;                              /* for listeners without max_connections */
+static struct log_limit limit_log, pause_log;
 
 static void accept_pause(struct ev_loop *loop);
 
@@ -54,7 +63,33 @@ static void set_paused(const char *name, bool paused)
 static bool at_limit(const struct listener *l)
 {
     int max = gw.gen->conf->lsns[l->cidx].max_connections;
+    if (max == 0)
+        max = default_max;
     return max > 0 && listener_conns(l->name) >= max;
+}
+
+/* max_connections 0 means as many as the descriptor limit allows: a client
+ * connection may hold a server connection too, so the listeners without a
+ * limit share half of what is left after the reserve and one check
+ * connection per server. Accepting beyond that would run the process out
+ * of descriptors, and its health checks with it. */
+static void derive_default_max(const struct gen *g)
+{
+    const struct conf *c = g->conf;
+    int unlimited = 0, servers = 0;
+    for (int i = 0; i < c->nlsns; i++)
+        unlimited += c->lsns[i].max_connections == 0;
+    for (int i = 0; i < g->ndcs; i++)
+        servers += g->dcs[i]->nsrvs;
+    struct rlimit rl;
+    if (!unlimited || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    long nofile = (long)MIN(rl.rlim_cur, (rlim_t)INT_MAX);
+    int max = (int)MAX((nofile - FD_RESERVE - servers) / 2 / unlimited, 1);
+    if (max != default_max)
+        log_info("listeners without max_connections take up to %d connections each "
+                 "(%ld descriptors)", max, nofile);
+    default_max = max;
 }
 
 void listener_conn_closed(struct listener *l)
@@ -70,7 +105,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     for (int i = 0; i < ACCEPT_BATCH && !l->closed; i++) {
         if (at_limit(l)) {
             counters->max_connections_hits_total++;
-            log_warn("listener %s: max_connections reached, new clients wait", l->name);
+            log_limited(&limit_log, 10, LOG_WARN,
+                        "listener %s: max_connections reached, new clients wait", l->name);
             set_paused(l->name, true);
             return;
         }
@@ -80,8 +116,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_warn("listener %s: accept: %s, pausing accepts for 100ms", l->name,
-                         strerror(errno));
+                log_limited(&pause_log, 10, LOG_WARN,
+                            "listener %s: accept: %s, pausing accepts for 100ms", l->name,
+                            strerror(errno));
                 accept_pause(loop);
             }
             return;
@@ -177,6 +214,7 @@ static void listener_close(struct listener *l)
 void listener_commit(struct gen *g)
 {
     const struct conf *c = g->conf;
+    derive_default_max(g);
     for (struct dlist *n = live.next; n != &live; n = n->next)
         container_of(n, struct listener, link)->keep = false;
     while (!dlist_empty(&pending)) {

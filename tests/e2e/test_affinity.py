@@ -233,10 +233,14 @@ def test_in_memory_affinity_without_redis(env):
 
 
 def test_sentinel_failover_keeps_affinity_working(env):
-    master = env.redis()
-    replica = env.redis(extra=["--replicaof", "127.0.0.1", str(master.port)])
+    # Diskless sync would wait 5s (repl-diskless-sync-delay) for more replicas
+    # before the first one; the replica keeps what it receives in the test's
+    # directory, not in the working directory.
+    where = ["--dir", env.dir]
+    master = env.redis(extra=[*where, "--repl-diskless-sync-delay", "0"])
+    replica = env.redis(extra=[*where, "--replicaof", "127.0.0.1", str(master.port)])
     wait_until(lambda: replica.client.info("replication").get("master_link_status") == "up",
-               what="replication")
+               timeout=15, what="replication")
     sport = free_port()
     sconf = env.write("sentinel.conf",
                       f"port {sport}\nbind 127.0.0.1\n"
