@@ -176,3 +176,8 @@ int net_connect_result(int fd)
         return errno;
     return e;
 }
+
+bool net_local_exhaustion(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}

@@ -41,5 +41,8 @@ int net_connect(const struct net_addr *a, bool nodelay);
 /* Pending error of a non-blocking connect (0 when it succeeded). */
 int net_connect_result(int fd);
 void net_set_nodelay(int fd);
+/* Whether ERR says this process ran out of descriptors or memory: never a
+ * fault of the peer, whatever the call was. */
+bool net_local_exhaustion(int err);
 
 #endif

@@ -99,12 +99,6 @@ static void finish(struct check *h, bool ok, bool keep, const char *why)
     srv_check_result(h->srv, ok, rtt_ms); /* may log and reroute: last */
 }
 
-/* This process is out of descriptors, socket buffers or memory. */
-static bool local_shortage(int err)
-{
-    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 /* A socket we could not open for want of local resources says nothing about
  * the server: blaming it would take every datacenter down at once when the
  * gateway runs out of descriptors. The round is skipped, without a verdict;
@@ -165,7 +159,7 @@ static void start_round(struct check *h)
     int fd = net_connect(&h->srv->addr, ck->type == CHECK_HTTP);
     h->state = HC_CONNECT;
     sk_init(&h->sk, fd, on_io, h);
-    if (fd < 0 && local_shortage(errno)) {
+    if (fd < 0 && net_local_exhaustion(errno)) {
         skip_round(h, errno);
         return;
     }

@@ -531,7 +531,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     for (int i = 0; i < 16; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            if (net_local_exhaustion(errno))
                 accept_pause(loop);
             return;
         }

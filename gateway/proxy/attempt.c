@@ -227,12 +227,6 @@ static struct upstream *reuse(struct attempt *a, struct srv *s)
     return upstream_pool_take(s);
 }
 
-/* Running out of descriptors or memory here says nothing about the server. */
-static bool local_error(int err)
-{
-    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 /* FRESH: a new connection, not one kept or pooled. */
 static void try_server(struct attempt *a, struct srv *s, bool fresh)
 {
@@ -250,8 +244,10 @@ static void try_server(struct attempt *a, struct srv *s, bool fresh)
     u = upstream_open(s);
     if (!u) {
         int err = errno;
-        if (local_error(err)) {
-            log_warn("cannot open a connection to %s: %s", s->name, strerror(err));
+        if (net_local_exhaustion(err)) { /* says nothing about the server */
+            static struct log_limit limit;
+            log_limited(&limit, 10, LOG_WARN, "cannot open a connection to %s: %s", s->name,
+                        strerror(err));
             a->state = ATTEMPT_IDLE;
             a->ops->give_up(a, 503, "out of local resources");
             return;

@@ -115,7 +115,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            if (net_local_exhaustion(errno)) {
                 log_limited(&pause_log, 10, LOG_WARN,
                             "listener %s: accept: %s, pausing accepts for 100ms", l->name,
                             strerror(errno));
