@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import dc_state, free_port, http_get, stats, wait_until
+from conftest import dc_state, free_port, http_get, stats, wait_listen, wait_until
 
 FAST = "check tcp interval 100ms timeout 100ms rise 1 fall 1;"
 
@@ -129,6 +129,7 @@ listener web {{ listen 127.0.0.1:{port}; }}
     wait_until(lambda: pid.exists() and pid.read_text().strip(), what="pid file")
     daemon = int(pid.read_text())
     try:
+        wait_listen(sp)  # the pid file comes before the sockets
         gen = stats(sp)["generation"]
         os.kill(daemon, signal.SIGHUP)
         wait_until(lambda: stats(sp)["generation"] != gen, what="reload")
