@@ -160,7 +160,7 @@ struct srv *route_first(const struct gen *g, const struct conf_listener *cl, str
 struct srv *route_next(const struct gen *g, const struct conf_listener *cl, struct route *r)
 {
     while (r->ntried < (int)ARRAY_LEN(r->tried) && r->nleft < (int)ARRAY_LEN(r->dcs_left)) {
-        if (r->dc) {
+        if (r->dc && r->dc->healthy) { /* one that went down meanwhile is left */
             struct srv *s = pick_server(r->dc, r);
             if (s)
                 return s;

@@ -36,11 +36,18 @@
 
 static const char *conf_file;
 
+/* A datacenter that went down (too few servers up) gives up what is in
+ * flight to its servers that are still up, as a server marked down does. */
 static void on_dc_health(struct dc *dc)
 {
     route_update_leaders(gw.gen);
-    if (dc->healthy)
+    if (dc->healthy) {
         hold_wake_all();
+        return;
+    }
+    for (int i = 0; i < dc->nsrvs; i++)
+        if (dc->srvs[i]->up)
+            attempt_server_down(dc->srvs[i]);
 }
 
 static void on_dc_rtt(struct dc *dc)

@@ -166,3 +166,42 @@ def test_websocket_tunnel_is_closed_at_the_down_verdict(env):
     took = time.time() - t0
     ams.send(signal.SIGCONT)
     assert closed and took < 1.5, took
+
+
+def test_a_datacenter_going_down_moves_what_its_other_servers_carry(env):
+    """With min_servers 2, one server stopping takes its datacenter down:
+    requests waiting on the other, still healthy, server move too."""
+    a1 = env.dcsim("ams", delay="3s")
+    a2 = env.dcsim("ams", delay="3s")
+    fra = env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ priority 1; server {a1.addr}; server {a2.addr}; min_servers 2;
+                 check http /health interval 100ms timeout 100ms rise 2 fall 2; }}
+datacenter fra {{ priority 2; server {fra.addr}; {FAST} }}
+listener web {{ listen 127.0.0.1:{port}; mode http; response_timeout 30s; }}
+""", wait=[port])
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    results = []
+
+    def get(i):
+        c = RawHTTP(port, timeout=10)
+        t0 = time.time()
+        results.append((c.request(f"/r{i}"), time.time() - t0))
+
+    threads = [threading.Thread(target=get, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    # The requests reach ams, where they wait 3 s.
+    wait_until(lambda: sum(s["connections_active"] for s in dc_state(sp, "ams")["servers"]) == 4,
+               what="4 requests at ams")
+    a2.send(signal.SIGSTOP)
+    for t in threads:
+        t.join(10)
+    a2.send(signal.SIGCONT)
+    assert len(results) == 4
+    for (status, _, body), took in results:
+        assert status == 200 and body.startswith(b"dc=fra"), body
+        assert took < 2.0, took
