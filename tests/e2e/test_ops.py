@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import (EG_BIN, ROOT, RawHTTP, free_port, http_get, listening, stats, wait_listen,
+from conftest import (EG_BIN, dc_state, ROOT, RawHTTP, free_port, http_get, listening, stats, wait_listen,
                       wait_until)
 
 
@@ -107,7 +107,14 @@ def test_drain_lets_a_slow_request_finish_and_refuses_new_ones(env):
     result = {}
     t = threading.Thread(target=lambda: result.update(r=http_get(port, "/slow/1500", timeout=10)))
     t.start()
-    wait_until(lambda: stats(sp)["counters"]["connections_active"] == 2, what="slow request")
+    # Connected is not enough: until its request is read, a connection is idle,
+    # and drain closes idle connections.
+    # (The first request left its server connection in the pool: the slow one
+    # takes it from there.)
+    def at_server():
+        srv = dc_state(sp, "ams")["servers"][0]
+        return srv["connections_active"] == 1 and srv["idle_pooled"] == 0
+    wait_until(at_server, what="the slow request at the server")
     gw.send(signal.SIGTERM)
     wait_until(lambda: not listening(port), what="listener closed")
     with pytest.raises(ConnectionRefusedError):
