@@ -1,8 +1,11 @@
 /* The parsed configuration. Every structure below lives in the arena of its
- * struct conf and is freed with it; a reload builds a whole new tree. */
+ * struct conf and is freed with it; a reload builds a whole new tree. The
+ * defaults of every field are rows of the directive table (conf/directives.c),
+ * nowhere else. */
 #ifndef EG_CONF_CONF_TYPES_H
 #define EG_CONF_CONF_TYPES_H
 
+#include "base/log.h"
 #include "base/net.h"
 
 #include <stdbool.h>
@@ -16,6 +19,16 @@
 enum conf_mode { MODE_HTTP, MODE_TCP };
 enum conf_sess { SESS_NONE, SESS_HEADER, SESS_COOKIE, SESS_CLIENT_IP, SESS_SNI };
 enum conf_check_type { CHECK_NONE, CHECK_TCP, CHECK_HTTP, CHECK_TLS };
+/* The value is the PROXY protocol version sent (0: none). */
+enum conf_send_proxy { SEND_PROXY_OFF, SEND_PROXY_V1, SEND_PROXY_V2 };
+enum conf_access_log { CONF_ACCESS_LOG_OFF, CONF_ACCESS_LOG_KV, CONF_ACCESS_LOG_JSON };
+
+/* Where a directive was written, for errors found once the file is parsed.
+ * FILE is the included file's name when it came from an `include`. */
+struct conf_loc {
+    const char *file;
+    int line;
+};
 
 struct conf_server {
     char *spec;             /* as written, "host:port" */
@@ -27,21 +40,24 @@ struct conf_server {
     bool tls;               /* TLS to the server */
     char *verify;           /* CA file: verify the server's certificate */
     char *sni;              /* server name sent (and verified), default host */
+    const char *file;
     int line;
 };
 
 struct conf_check {
-    int type;               /* enum conf_check_type */
+    enum conf_check_type type;
     char *path;             /* http: request path */
     char *host;             /* http: Host header, default the server's host */
     int expect;             /* http: expected status, 0 = any 2xx/3xx */
     double interval, timeout;
     int rise, fall;
+    const char *file;
     int line;
 };
 
 struct conf_dc {
     char *name;
+    const char *file;
     int line;
     int priority;
     struct conf_server *servers;
@@ -56,6 +72,7 @@ struct conf_dc {
 
 struct conf_cert {
     char *cert, *key;
+    const char *file;
     int line;
 };
 
@@ -66,24 +83,26 @@ struct conf_cidr {
 
 struct conf_listen {
     struct net_addr addr;
+    const char *file;
     int line;
 };
 
 struct conf_listener {
     char *name;
+    const char *file;
     int line;
     struct conf_listen *listens;
     int nlistens;
-    int mode;               /* enum conf_mode */
+    enum conf_mode mode;
     struct conf_cert *certs;
     int ncerts;
-    int sess;               /* enum conf_sess */
-    int sess_line;
+    enum conf_sess sess;
+    struct conf_loc sess_at;
     char *sess_name;
     size_t sess_name_len;
     char **dc_names;        /* as written; resolved into dcs by validation */
     int ndc_names;
-    int dcs_line;
+    struct conf_loc dcs_at;
     int *dcs;               /* indices into conf.dcs */
     int ndcs;
     bool failback;
@@ -101,7 +120,7 @@ struct conf_listener {
     int max_connections;    /* 0: no limit */
     bool forward_for;       /* X-Forwarded-For and X-Forwarded-Proto */
     bool forwarded;         /* RFC 7239 Forwarded */
-    int send_proxy;         /* PROXY protocol version towards servers, 0 = off */
+    enum conf_send_proxy send_proxy;
     bool accept_proxy;      /* a PROXY header precedes each client connection */
     struct conf_cidr *proxy_from;  /* who may send it (none listed: anyone) */
     int nproxy_from;
@@ -116,6 +135,7 @@ struct conf_hostport {
 
 struct conf_redis {
     bool on;
+    const char *file;
     int line;
     bool sentinel;              /* addrs are sentinels, `master` names the set */
     struct conf_hostport addrs[CONF_MAX_SENTINELS];
@@ -134,8 +154,9 @@ struct conf {
     char *file;
     struct conf_arena *arena;
     int workers;            /* 0 = auto */
-    int log_level;
+    enum log_level log_level;
     char *log_file;
+    struct conf_loc log_at;
     bool stats_on;
     struct net_addr stats_addr;
     char *stats_token;          /* bearer token required by the stats endpoint */
@@ -146,9 +167,10 @@ struct conf {
     struct conf_listener *lsns;
     int nlsns;
     struct conf_redis redis;
-    int access_log;             /* enum access_log_format */
+    enum conf_access_log access_log;
     char *user;                 /* drop root for this user after binding */
     char *pid_file;
+    struct conf_loc pid_at;
     size_t affinity_size;       /* in-memory affinity (no redis block) */
     double affinity_ttl;
 };

@@ -97,7 +97,7 @@ static struct {
     double ttl;                 /* entry lifetime (Redis: the key's TTL) */
     double cache_ttl;
     char prefix[72];
-} cfg = {.max_entries = 100000, .ttl = 3600};
+} cfg;                          /* from the configuration: affinity_configure() */
 
 bool affinity_key_valid(const char *key, size_t len)
 {
@@ -476,7 +476,7 @@ void affinity_configure(const struct conf *c)
     cfg.max_entries = cfg.redis ? c->redis.cache_size : c->affinity_size;
     cfg.ttl = cfg.redis ? c->redis.ttl : c->affinity_ttl;
     cfg.cache_ttl = c->redis.cache_ttl;
-    snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", c->redis.prefix ? c->redis.prefix : "");
+    snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", c->redis.prefix);
     /* Entries learnt without Redis are checked with it once it is there. */
     if (cfg.redis && !was_redis)
         for (struct dlist *n = lru.next; n != &lru; n = n->next)

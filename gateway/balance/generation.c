@@ -44,19 +44,18 @@ static void populate(struct dc *dc, const struct dc *old)
     dc_recompute(dc);
 }
 
-static SSL_CTX *server_tls(const struct conf *c, const struct conf_server *cs,
-                           struct conf_errs *errs)
+static SSL_CTX *server_tls(const struct conf_server *cs, struct conf_errs *errs)
 {
     char err[EG_ERRLEN];
     SSL_CTX *ctx = tls_client_ctx(cs->verify, err, sizeof(err));
     if (!ctx)
-        conf_errs_add(errs, c->file, cs->line, "\"server\": %s", err);
+        conf_errs_add(errs, cs->file, cs->line, "\"server\": %s", err);
     return ctx;
 }
 
 /* The contexts of listener CL, NULL with the problems in ERRS. */
-static struct tls_lsn *listener_tls(const struct conf *c, const struct conf_listener *cl,
-                                    struct conf_errs *errs, bool *unreadable)
+static struct tls_lsn *listener_tls(const struct conf_listener *cl, struct conf_errs *errs,
+                                    bool *unreadable)
 {
     struct tls_lsn *t = tls_lsn_new(cl->ncerts, cl->mode == MODE_HTTP);
     bool ok = true;
@@ -64,7 +63,7 @@ static struct tls_lsn *listener_tls(const struct conf *c, const struct conf_list
         char err[EG_ERRLEN * 2];
         if (tls_lsn_add_cert(t, cl->certs[i].cert, cl->certs[i].key, err, sizeof(err),
                              unreadable) != EG_OK) {
-            conf_errs_add(errs, c->file, cl->certs[i].line, "\"tls\": %s", err);
+            conf_errs_add(errs, cl->certs[i].file, cl->certs[i].line, "\"tls\": %s", err);
             ok = false;
         }
     }
@@ -76,7 +75,7 @@ static struct tls_lsn *listener_tls(const struct conf *c, const struct conf_list
 }
 
 /* TLS towards the servers of DC, one context per `server` line with tls. */
-static bool dc_tls(struct dc *dc, const struct conf *c, struct conf_errs *errs)
+static bool dc_tls(struct dc *dc, struct conf_errs *errs)
 {
     const struct conf_dc *cd = dc->cd;
     bool any = false, ok = true;
@@ -86,7 +85,7 @@ static bool dc_tls(struct dc *dc, const struct conf *c, struct conf_errs *errs)
         return true;
     dc->tls = eg_calloc((size_t)cd->nservers, sizeof(*dc->tls));
     for (int k = 0; k < cd->nservers; k++)
-        if (cd->servers[k].tls && !(dc->tls[k] = server_tls(c, &cd->servers[k], errs)))
+        if (cd->servers[k].tls && !(dc->tls[k] = server_tls(&cd->servers[k], errs)))
             ok = false;
     return ok;
 }
@@ -106,11 +105,11 @@ struct gen *gen_create(struct conf *c, struct gen *prev, struct conf_errs *errs,
         g->lst[i] = stats_lsn(c->lsns[i].name);
     bool ok = true;
     for (int i = 0; i < c->nlsns; i++)
-        if (c->lsns[i].ncerts && !(g->tls[i] = listener_tls(c, &c->lsns[i], errs, unreadable)))
+        if (c->lsns[i].ncerts && !(g->tls[i] = listener_tls(&c->lsns[i], errs, unreadable)))
             ok = false;
     for (int i = 0; i < c->ndcs; i++) {
         g->dcs[i] = dc_create(&c->dcs[i], i);
-        if (!dc_tls(g->dcs[i], c, errs))
+        if (!dc_tls(g->dcs[i], errs))
             ok = false;
         else
             populate(g->dcs[i], find_dc(prev, c->dcs[i].name));
@@ -160,10 +159,10 @@ int gen_check_tls(const struct conf *c, struct conf_errs *errs, bool *unreadable
     int before = errs->count;
     for (int i = 0; i < c->nlsns; i++)
         if (c->lsns[i].ncerts)
-            tls_lsn_free(listener_tls(c, &c->lsns[i], errs, unreadable));
+            tls_lsn_free(listener_tls(&c->lsns[i], errs, unreadable));
     for (int d = 0; d < c->ndcs; d++)
         for (int k = 0; k < c->dcs[d].nservers; k++)
             if (c->dcs[d].servers[k].tls)
-                SSL_CTX_free(server_tls(c, &c->dcs[d].servers[k], errs));
+                SSL_CTX_free(server_tls(&c->dcs[d].servers[k], errs));
     return errs->count == before ? EG_OK : EG_ERR;
 }

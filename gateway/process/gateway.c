@@ -79,6 +79,18 @@ static void gw_init(struct ev_loop *loop, const char *file)
 
 /* ---- start and reload ---- */
 
+/* The access log's form for the configuration's word: two enums, one per
+ * layer, tied here where both are seen (-Wswitch checks that none is left). */
+static enum access_log_format access_log_of(enum conf_access_log a)
+{
+    switch (a) {
+    case CONF_ACCESS_LOG_OFF: return ACCESS_LOG_OFF;
+    case CONF_ACCESS_LOG_KV: return ACCESS_LOG_KV;
+    case CONF_ACCESS_LOG_JSON: return ACCESS_LOG_JSON;
+    }
+    return ACCESS_LOG_OFF;
+}
+
 static int gw_start(struct conf *c)
 {
     struct conf_errs errs = {0};
@@ -107,7 +119,7 @@ static int gw_start(struct conf *c)
     gen_activate(g);
     listener_commit(g);
     affinity_configure(c);
-    access_log_format = c->access_log;
+    access_log_format = access_log_of(c->access_log);
     return 0;
 }
 
@@ -166,7 +178,7 @@ void gw_reload(void)
     gen_activate(g);
     gen_unref(old);
     affinity_configure(c);
-    access_log_format = c->access_log;
+    access_log_format = access_log_of(c->access_log);
     log_level = c->log_level;
     if (gw.workers == 1) /* with workers, the master counts reloads */
         counters->reloads_total++;

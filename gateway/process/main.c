@@ -25,9 +25,10 @@ enum { EXIT_CONF = 1, EXIT_RUNTIME = 2 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: edgegate [-c FILE] [-t] [-f] [-v] [-h]\n"
+    fprintf(f, "usage: edgegate [-c FILE] [-t] [-T] [-f] [-v] [-h]\n"
                "  -c FILE   configuration file (default " DEFAULT_CONF ")\n"
                "  -t        test the configuration and exit\n"
+               "  -T        test the configuration, print it with every default filled in\n"
                "  -f        stay in the foreground, log to stderr\n"
                "  -v        print the version and exit\n"
                "  -h        print this help and exit\n");
@@ -74,17 +75,25 @@ static struct conf *load(const char *file)
     return c;
 }
 
-/* -t: the configuration, certificates included. */
-static int test_conf(const char *file)
+/* -t: the configuration, certificates, log and pid files included. -T: the
+ * same, and the effective configuration instead of "configuration ok". */
+static int test_conf(const char *file, bool print)
 {
     struct conf_errs errs = {0};
     struct conf *c = gw_load_checked(file, &errs);
+    if (c && conf_check_files(c, &errs) != EG_OK) {
+        conf_free(c);
+        c = NULL;
+    }
     fputs(errs.text ? errs.text : "", stderr);
     conf_errs_free(&errs);
     if (!c)
         return EXIT_CONF;
+    if (print)
+        conf_print(stdout, c);
+    else
+        printf("configuration ok\n");
     conf_free(c);
-    printf("configuration ok\n");
     return 0;
 }
 
@@ -101,12 +110,13 @@ static int write_pid(const char *file)
 int main(int argc, char **argv)
 {
     const char *file = DEFAULT_CONF;
-    bool test = false, foreground = false;
+    bool test = false, print = false, foreground = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tfvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tTfvh")) != -1) {
         switch (opt) {
         case 'c': file = optarg; break;
         case 't': test = true; break;
+        case 'T': test = print = true; break;
         case 'f': foreground = true; break;
         case 'v': printf("edgegate %s\n", EG_VERSION); return 0;
         case 'h': usage(stdout); return 0;
@@ -124,7 +134,7 @@ int main(int argc, char **argv)
         return EXIT_RUNTIME;
     }
     if (test)
-        return test_conf(file);
+        return test_conf(file, print);
     /* A daemon runs in "/": a relative name would not find the file again
      * at the next reload. */
     char *abs_file = realpath(file, NULL);
@@ -138,7 +148,8 @@ int main(int argc, char **argv)
     raise_nofile();
     log_level = c->log_level;
     if (c->log_file && log_open(c->log_file) != EG_OK) {
-        fprintf(stderr, "%s: cannot open log file %s: %s\n", file, c->log_file, strerror(errno));
+        fprintf(stderr, "%s:%d: \"log\": cannot open %s: %s\n", c->log_at.file, c->log_at.line,
+                c->log_file, strerror(errno));
         return EXIT_RUNTIME;
     }
     if (!foreground && daemonize() != EG_OK) {

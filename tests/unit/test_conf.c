@@ -853,7 +853,7 @@ static void durations(void **state)
         double v;
     } good[] = {
         {"500ms", 0.5}, {"2s", 2}, {"1m", 60}, {"1h", 3600}, {"1d", 86400}, {"0", 0},
-        {"0s", 0}, {"10", 10}, {"1.5s", 1.5}, {"250ms", 0.25}, {"365d", 365 * 86400.0},
+        {"0s", 0}, {"10s", 10}, {"1.5s", 1.5}, {"250ms", 0.25}, {"365d", 365 * 86400.0},
     };
     for (size_t i = 0; i < ARRAY_LEN(good); i++) {
         double v = -1;
@@ -868,7 +868,8 @@ static void bad_durations(void **state)
 {
     (void)state;
     static const char *bad[] = {"", "s", "ms", "-1s", "+1s", " 1s", "1 s", "1x", "1sec", "1ms2",
-                                "1mss", "inf", "nan", "1e999s", ".5s", "366d", "8761h"};
+                                "1mss", "inf", "nan", "1e999s", ".5s", "366d", "8761h",
+                                "10", "500", "1.5", "0.0", "00"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         double v = 42;
         if (conf_parse_duration(bad[i], &v) == 0)
@@ -895,8 +896,8 @@ static void sizes(void **state)
         size_t v;
     } good[] = {
         {"16k", 16384}, {"1m", 1048576}, {"16K", 16384}, {"1M", 1048576},
-        {"1g", 1073741824}, {"0", 0}, {"100", 100}, {"1024g", (size_t)1 << 40},
-        {"1099511627776", (size_t)1 << 40},
+        {"1g", 1073741824}, {"0", 0}, {"100b", 100}, {"100B", 100}, {"1024g", (size_t)1 << 40},
+        {"1099511627776b", (size_t)1 << 40},
     };
     for (size_t i = 0; i < ARRAY_LEN(good); i++) {
         size_t v = 7;
@@ -909,7 +910,8 @@ static void bad_sizes(void **state)
 {
     (void)state;
     static const char *bad[] = {"", "k", "-1", "+1", " 1", "1 k", "1.5k", "1kb", "1t", "1x",
-                                "1025g", "1099511627777", "18446744073709551616", "0x10"};
+                                "1025g", "1099511627777b", "18446744073709551616b", "0x10",
+                                "100", "1099511627776", "00", "b"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         size_t v = 7;
         if (conf_parse_size(bad[i], &v) == 0)
