@@ -25,7 +25,8 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 HDRS := $(foreach d,$(LAYERS),$(wildcard $(d)/*.h)) $(B)/gen/stats_page.inc
 
-.PHONY: all run test unit e2e fuzz fuzz-smoke asan install deb clean deps-build deps-test layers
+.PHONY: all run test unit e2e fuzz fuzz-smoke asan install deb clean deps-build deps-test layers \
+        reference
 
 all: $(B)/edgegate $(B)/dcsim
 
@@ -70,6 +71,15 @@ $(B)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(B)/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(LDLIBS)
 
+# The configuration reference, generated from the directive table; the unit
+# tests fail when the checked-in files differ from what it generates.
+$(B)/conf-reference: tools/conf-reference.c $(B)/libedgegate.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libedgegate.a $(LDLIBS)
+
+reference: $(B)/conf-reference
+	$(B)/conf-reference md > docs/configuration.md
+	$(B)/conf-reference man > packaging/edgegate.conf.5
+
 deps-build:
 	@tools/deps.sh build
 
@@ -113,6 +123,7 @@ run:
 install: all
 	install -D -m 0755 $(B)/edgegate $(DESTDIR)$(PREFIX)/sbin/edgegate
 	install -D -m 0644 packaging/edgegate.8 $(DESTDIR)$(PREFIX)/share/man/man8/edgegate.8
+	install -D -m 0644 packaging/edgegate.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/edgegate.conf.5
 	install -D -m 0644 packaging/edgegate.conf $(DESTDIR)/etc/edgegate/edgegate.conf
 	install -D -m 0644 packaging/edgegate.logrotate $(DESTDIR)/etc/logrotate.d/edgegate
 	install -d $(DESTDIR)/lib/systemd/system

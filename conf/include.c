@@ -115,12 +115,20 @@ static void include_file(struct parser *p, const struct stmt *st, const char *fi
     free(buf);
 }
 
-/* A pattern may match nothing (an empty conf.d/): that is not an error, a
- * missing plain file is. */
+/* A directory of the pattern that does not exist holds no match; one that
+ * cannot be read is an error. */
+static int glob_failed(const char *path, int err)
+{
+    (void)path;
+    return err != ENOENT && err != ENOTDIR;
+}
+
+/* A pattern may match nothing (an empty or absent conf.d/): that is not an
+ * error, a missing plain file is. */
 static void include_glob(struct parser *p, const struct stmt *st, const char *pattern)
 {
     glob_t g;
-    int rc = glob(pattern, GLOB_ERR, NULL, &g);
+    int rc = glob(pattern, 0, glob_failed, &g);
     if (rc != 0 && rc != GLOB_NOMATCH)
         conf_perr_at(p, st->file, st->line, "\"include\": cannot list %s: %s", ARG(0),
                      rc == GLOB_NOSPACE ? "out of memory" : "a directory cannot be read");

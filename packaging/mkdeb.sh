@@ -35,6 +35,7 @@ objcopy --only-keep-debug "$stage/usr/sbin/edgegate" "${out%.deb}.debug"
 strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/edgegate"
 objcopy --add-gnu-debuglink="${out%.deb}.debug" "$stage/usr/sbin/edgegate"
 gzip -9n "$stage/usr/share/man/man8/edgegate.8"
+gzip -9n "$stage/usr/share/man/man5/edgegate.conf.5"
 
 # README.md's links point into docs/: the same layout under the doc folder.
 install -d "$doc/docs"

@@ -45,6 +45,7 @@ def test_make_install_tree(tmp_path):
     r = run("make", "install", f"DESTDIR={tmp_path}", "PREFIX=/usr")
     assert r.returncode == 0, r.stderr
     for f in ["usr/sbin/edgegate", "usr/share/man/man8/edgegate.8",
+              "usr/share/man/man5/edgegate.conf.5",
               "etc/edgegate/edgegate.conf", "etc/logrotate.d/edgegate",
               "lib/systemd/system/edgegate.service"]:
         assert (tmp_path / f).is_file(), f
@@ -70,7 +71,8 @@ def test_make_deb(deb, unpacked):
     files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout
     for f in ["./usr/sbin/edgegate", "./etc/edgegate/edgegate.conf",
               "./etc/logrotate.d/edgegate", "./lib/systemd/system/edgegate.service",
-              "./usr/share/man/man8/edgegate.8.gz", "./usr/share/doc/edgegate/copyright",
+              "./usr/share/man/man8/edgegate.8.gz",
+              "./usr/share/man/man5/edgegate.conf.5.gz", "./usr/share/doc/edgegate/copyright",
               "./usr/share/doc/edgegate/changelog.gz", "./usr/share/doc/edgegate/docs/SPEC.md",
               "./usr/share/lintian/overrides/edgegate"]:
         assert f in files, f

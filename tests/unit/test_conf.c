@@ -1,7 +1,10 @@
 /* Unit tests of conf/: the directive table, error reporting (FILE:LINE:
- * message naming the directive), defaults, robustness against garbage and
- * mutated files, and the duration and size value parsers. */
+ * message naming the directive), defaults, units, includes, the effective
+ * configuration (-T) and the generated reference, robustness against garbage
+ * and mutated files, and the duration and size value parsers. */
 #include "conf/conf.h"
+#include "conf/directive.h"
+#include "conf/values.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -16,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,11 +37,12 @@ static struct conf *parse(const char *text, struct conf_errs *e)
     return conf_parse(FILE_NAME, text, strlen(text), e);
 }
 
-/* Is there an error line "test.conf:LINE: ..." that contains NEEDLE? */
-static bool has_error(const struct conf_errs *e, int line, const char *needle)
+/* Is there an error line "FILE:LINE: ..." that contains NEEDLE? */
+static bool has_error_in(const struct conf_errs *e, const char *file, int line,
+                         const char *needle)
 {
-    char prefix[64];
-    snprintf(prefix, sizeof(prefix), FILE_NAME ":%d: ", line);
+    char prefix[300];
+    snprintf(prefix, sizeof(prefix), "%s:%d: ", file, line);
     for (const char *s = e->text; s && *s;) {
         const char *nl = strchr(s, '\n');
         size_t n = nl ? (size_t)(nl - s) : strlen(s);
@@ -47,6 +53,11 @@ static bool has_error(const struct conf_errs *e, int line, const char *needle)
         s += n + (nl ? 1 : 0);
     }
     return false;
+}
+
+static bool has_error(const struct conf_errs *e, int line, const char *needle)
+{
+    return has_error_in(e, FILE_NAME, line, needle);
 }
 
 /* TEXT is rejected with an error at LINE whose message contains NEEDLE. */
@@ -921,6 +932,547 @@ static void bad_sizes(void **state)
     }
 }
 
+/* ---- units ---- */
+
+/* `interval 500` meant seconds to some and milliseconds to others: a number
+ * without its unit is refused, and the message names the units. */
+static void unitless_duration_is_an_error(void **state)
+{
+    (void)state;
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n connect_timeout 5;\n}\n", 4,
+                 "\"connect_timeout\": a duration needs a unit: ms, s, m, h or d");
+    expect_error("datacenter a {\n server 127.0.0.1:1;\n check tcp interval 500;\n}\n" LSN, 3,
+                 "\"check\": a duration needs a unit: ms, s, m, h or d");
+    expect_error("drain_timeout 1.5;\n" DC LSN, 1, "\"drain_timeout\": a duration needs a unit");
+    expect_error("redis 127.0.0.1:6379 {\n ttl 3600;\n}\n" DC LSN, 2, "\"ttl\": a duration needs");
+}
+
+static void unitless_size_is_an_error(void **state)
+{
+    (void)state;
+    expect_error("buffer_size 16384;\n" DC LSN, 1,
+                 "\"buffer_size\": a size needs a unit: b, k, m or g");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n replay_buffer 1000;\n}\n", 4,
+                 "\"replay_buffer\": a size needs a unit");
+}
+
+/* 0 is 0 in every unit; bytes are written with b. */
+static void zero_and_bytes(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(DC "listener l {\n listen 127.0.0.1:8080;\n hold_timeout 0;\n"
+                                  " replay_buffer 0;\n max_request_line 300b;\n}\n");
+    assert_float_equal(c->lsns[0].hold_timeout, 0, 0);
+    assert_int_equal(c->lsns[0].replay_buffer, 0);
+    assert_int_equal(c->lsns[0].max_request_line, 300);
+    conf_free(c);
+}
+
+/* ---- the table ---- */
+
+static size_t width_of(enum conf_kind k)
+{
+    switch (k) {
+    case KIND_DURATION: return sizeof(double);
+    case KIND_FLAG: return sizeof(bool);
+    case KIND_WORD:
+    case KIND_HOST:
+    case KIND_PATH: return sizeof(char *);
+    case KIND_SIZE:
+    case KIND_INT:
+    case KIND_ENUM:
+    case KIND_OPTIONS:
+    case KIND_CUSTOM:
+    case KIND_BLOCK: break;
+    }
+    return 0;
+}
+
+/* Each row's value fits the field it names, each handler it needs is there,
+ * each option belongs to a directive that takes options. */
+static void table_rows_are_well_formed(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < conf_ndirectives; i++) {
+        const struct conf_directive *d = &conf_directives[i];
+        if (!d->help || !d->help[0] || !d->ctx)
+            print_error("row \"%s\": no help or no context\n", d->name);
+        assert_true(d->help && d->help[0] && d->ctx);
+        size_t w = width_of(d->kind);
+        if (w)
+            assert_int_equal(d->width, w);
+        if (d->kind == KIND_INT || d->kind == KIND_SIZE)
+            assert_true(d->width == 4 || d->width == 8);
+        if (d->kind == KIND_ENUM)
+            assert_true(d->values && (d->width == 1 || d->width == 4));
+        if (d->kind == KIND_CUSTOM)
+            assert_non_null(d->set);
+        if (d->kind == KIND_BLOCK)
+            assert_true(d->open && d->block_ctx);
+        if (d->parent) {
+            bool elsewhere;
+            const struct conf_directive *p = conf_dir_find(d->parent, d->ctx, &elsewhere);
+            assert_non_null(p);
+            assert_true(p->kind == KIND_OPTIONS || p->kind == KIND_CUSTOM);
+        }
+        for (size_t k = 0; k < i; k++) {
+            const struct conf_directive *o = &conf_directives[k];
+            bool same_parent = (!o->parent && !d->parent) ||
+                               (o->parent && d->parent && strcmp(o->parent, d->parent) == 0);
+            if (same_parent && strcmp(o->name, d->name) == 0 && (o->ctx & d->ctx))
+                fail_msg("\"%s\" has two rows", d->name);
+        }
+    }
+}
+
+/* Every default of the table is a valid value: a file that sets nothing
+ * gets them all without an error, and they are the documented ones. */
+static void defaults_come_from_the_table(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(DC LSN);
+    assert_int_equal(c->access_log, CONF_ACCESS_LOG_OFF);
+    assert_int_equal(c->affinity_size, 100000);
+    assert_float_equal(c->affinity_ttl, 3600, 0);
+    assert_string_equal(c->redis.prefix, "edgegate:");
+    assert_float_equal(c->redis.timeout, 0.05, 1e-12);
+    assert_int_equal(c->redis.cache_size, 65536);
+    assert_float_equal(c->redis.cache_ttl, 10, 0);
+    assert_int_equal(c->dcs[0].min_servers, 1);
+    assert_int_equal(c->dcs[0].passive_fall, 3);
+    assert_float_equal(c->dcs[0].passive_timeout, 10, 0);
+    assert_float_equal(c->dcs[0].resolve_interval, 30, 0);
+    const struct conf_listener *l = &c->lsns[0];
+    assert_float_equal(l->hold_timeout, 5, 0);
+    assert_float_equal(l->handshake_timeout, 10, 0);
+    assert_float_equal(l->request_timeout, 10, 0);
+    assert_float_equal(l->response_timeout, 30, 0);
+    assert_int_equal(l->max_request_line, 8192);
+    assert_int_equal(l->max_header_size, 15 * 1024);
+    assert_int_equal(l->max_headers, 100);
+    assert_int_equal(l->replay_buffer, 65536);
+    assert_int_equal(l->max_connections, 0);
+    assert_true(l->forward_for);
+    assert_false(l->forwarded);
+    assert_int_equal(l->send_proxy, SEND_PROXY_OFF);
+    assert_false(l->accept_proxy);
+    conf_free(c);
+}
+
+/* ---- include ---- */
+
+static char tmp_dir[64];
+
+static void tmp_make(void)
+{
+    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_conf.XXXXXX");
+    assert_non_null(mkdtemp(tmp_dir));
+}
+
+/* Writes TEXT to NAME under the temporary directory (making its folder) and
+ * returns the file's path, in a static buffer. */
+static const char *tmp_write(const char *name, const char *text)
+{
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/%s", tmp_dir, name);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    mkdir(path, 0755);
+    *slash = '/';
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void tmp_remove(void)
+{
+    nftw(tmp_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct conf *tmp_load(const char *name, struct conf_errs *e)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", tmp_dir, name);
+    memset(e, 0, sizeof(*e));
+    return conf_load(path, e);
+}
+
+/* Paths are relative to the including file's directory, whatever the
+ * working directory; an include in a block is read in that block. */
+static void include_is_relative_to_the_including_file(void **state)
+{
+    (void)state;
+    tmp_make();
+    tmp_write("main.conf", "include parts/dcs.conf;\n"
+                           "listener l {\n listen 127.0.0.1:8080;\n include parts/lsn.conf;\n}\n");
+    tmp_write("parts/dcs.conf", "include more.conf;\n");
+    tmp_write("parts/more.conf", "# the datacenters\ndatacenter a {\n server 127.0.0.1:9001;\n}\n");
+    tmp_write("parts/lsn.conf", "retries 5;\nidle_timeout 2m;\n");
+    struct conf_errs e;
+    struct conf *c = tmp_load("main.conf", &e);
+    if (!c)
+        print_error("%s", e.text);
+    assert_non_null(c);
+    assert_int_equal(c->ndcs, 1);
+    assert_int_equal(c->lsns[0].retries, 5);
+    assert_float_equal(c->lsns[0].idle_timeout, 120, 0);
+    /* What an included file defines remembers where it was written. */
+    char more[256];
+    snprintf(more, sizeof(more), "%s/parts/more.conf", tmp_dir);
+    assert_string_equal(c->dcs[0].file, more);
+    assert_int_equal(c->dcs[0].line, 2);
+    assert_string_equal(c->dcs[0].servers[0].file, more);
+    assert_int_equal(c->dcs[0].servers[0].line, 3);
+    conf_free(c);
+    conf_errs_free(&e);
+    tmp_remove();
+}
+
+/* A glob reads its files in name order; one that matches nothing is fine. */
+static void include_glob_reads_files_in_name_order(void **state)
+{
+    (void)state;
+    tmp_make();
+    tmp_write("main.conf", "include conf.d/*.conf;\ninclude empty.d/*.conf;\n" LSN);
+    tmp_write("conf.d/20-b.conf", "datacenter b { server 127.0.0.1:9002; }\n");
+    tmp_write("conf.d/10-a.conf", "datacenter a { server 127.0.0.1:9001; }\n");
+    tmp_write("conf.d/30-c.txt", "not a configuration\n");
+    struct conf_errs e;
+    struct conf *c = tmp_load("main.conf", &e);
+    if (!c)
+        print_error("%s", e.text);
+    assert_non_null(c);
+    assert_int_equal(c->ndcs, 2);
+    assert_string_equal(c->dcs[0].name, "a");
+    assert_string_equal(c->dcs[1].name, "b");
+    conf_free(c);
+    conf_errs_free(&e);
+    tmp_remove();
+}
+
+/* Errors name the file and line of the include, or of the included file. */
+static void include_errors_name_file_and_line(void **state)
+{
+    (void)state;
+    tmp_make();
+    const char *main_path = tmp_write("main.conf", DC LSN "include nothere.conf;\n"
+                                                   "include bad.conf;\n");
+    char main_file[256];
+    snprintf(main_file, sizeof(main_file), "%s", main_path);
+    const char *bad = tmp_write("bad.conf", "workers 2;\nbogus on;\n");
+    char bad_file[256];
+    snprintf(bad_file, sizeof(bad_file), "%s", bad);
+    struct conf_errs e;
+    struct conf *c = tmp_load("main.conf", &e);
+    assert_null(c);
+    if (!has_error_in(&e, main_file, 3, "\"include\": cannot read") ||
+        !has_error_in(&e, main_file, 3, "nothere.conf: No such file or directory") ||
+        !has_error_in(&e, bad_file, 2, "unknown directive \"bogus\""))
+        print_error("%s", e.text);
+    assert_true(has_error_in(&e, main_file, 3, "nothere.conf: No such file or directory"));
+    assert_true(has_error_in(&e, bad_file, 2, "unknown directive \"bogus\""));
+    conf_errs_free(&e);
+    tmp_remove();
+}
+
+static void include_loop_is_an_error(void **state)
+{
+    (void)state;
+    tmp_make();
+    tmp_write("main.conf", DC LSN "include a.conf;\n");
+    tmp_write("a.conf", "\ninclude b.conf;\n");
+    const char *b = tmp_write("b.conf", "include a.conf;\n");
+    char b_file[256];
+    snprintf(b_file, sizeof(b_file), "%s", b);
+    struct conf_errs e;
+    struct conf *c = tmp_load("main.conf", &e);
+    assert_null(c);
+    if (!has_error_in(&e, b_file, 1, "an include loop"))
+        print_error("%s", e.text);
+    assert_true(has_error_in(&e, b_file, 1, "an include loop"));
+    conf_errs_free(&e);
+    /* The main file including itself is a loop too. */
+    const char *m = tmp_write("self.conf", DC LSN "include self.conf;\n");
+    char m_file[256];
+    snprintf(m_file, sizeof(m_file), "%s", m);
+    c = tmp_load("self.conf", &e);
+    assert_null(c);
+    assert_true(has_error_in(&e, m_file, 3, "an include loop"));
+    conf_errs_free(&e);
+    tmp_remove();
+}
+
+/* An included file holds whole statements and blocks. */
+static void include_of_half_a_block_is_an_error(void **state)
+{
+    (void)state;
+    tmp_make();
+    tmp_write("main.conf", DC "listener l {\n listen 127.0.0.1:8080;\n include close.conf;\n}\n");
+    const char *close = tmp_write("close.conf", "retries 1;\n}\n");
+    char close_file[256];
+    snprintf(close_file, sizeof(close_file), "%s", close);
+    struct conf_errs e;
+    struct conf *c = tmp_load("main.conf", &e);
+    assert_null(c);
+    assert_true(has_error_in(&e, close_file, 2, "unexpected \"}\""));
+    conf_errs_free(&e);
+    tmp_remove();
+}
+
+static void include_is_refused_in_isolation(void **state)
+{
+    (void)state;
+    const char text[] = "include /etc/passwd;\n" DC LSN;
+    struct conf_errs e = {0};
+    struct conf *c = conf_parse_isolated(FILE_NAME, text, strlen(text), &e);
+    assert_null(c);
+    assert_true(has_error(&e, 1, "\"include\": not read here"));
+    conf_errs_free(&e);
+}
+
+/* ---- the effective configuration (-T) ---- */
+
+static char *print_conf(const struct conf *c)
+{
+    char *text = NULL;
+    size_t len;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    conf_print(f, c);
+    fclose(f);
+    return text;
+}
+
+/* What -T prints parses into a configuration that prints the same. */
+static void printed_configuration_parses_back(const char *text)
+{
+    struct conf *c = expect_ok(text);
+    char *once = print_conf(c);
+    struct conf *again = expect_ok(once);
+    char *twice = print_conf(again);
+    assert_string_equal(once, twice);
+    free(once);
+    free(twice);
+    conf_free(c);
+    conf_free(again);
+}
+
+static void print_round_trips(void **state)
+{
+    (void)state;
+    printed_configuration_parses_back(full_conf);
+    printed_configuration_parses_back(
+        "redis sentinel 10.0.0.1:26379 [::1]:26380 { master m; password p; timeout 0.5ms; }\n"
+        "datacenter \"a.b\" { server h.example:80 weight 3 tls verify \"/ca dir/ca.pem\" sni s;\n"
+        "  check http \"/h?q=1\" expect 204 host h.example; passive fall 0; }\n"
+        "listener l { listen *:8080; tls cert '/c \"q\".pem' key /k.pem; session header X-K;\n"
+        "  accept_proxy from 10.0.0.0/8 ::1; send_proxy v2; max_request_line 300b; }\n"
+        "listener m { listen [::]:9000; mode tcp; accept_proxy; }\n");
+}
+
+/* Every default is written out, so that an operator sees what applies. */
+static void print_fills_in_every_default(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok("datacenter a { server 127.0.0.1:9001; check tcp; }\n" LSN);
+    char *text = print_conf(c);
+    static const char *const wanted[] = {
+        "\nworkers 1;\n", "\nlog info;\n", "\nstats off;\n", "\naccess_log off;\n",
+        "\nbuffer_size 16k;\n", "\ndrain_timeout 30s;\n", "\naffinity size 100000 ttl 1h;\n",
+        "    server 127.0.0.1:9001 weight 1;\n",
+        "    check tcp interval 1s timeout 1s rise 2 fall 3;\n",
+        "    passive fall 3 timeout 10s;\n", "    resolve_interval 30s;\n",
+        "    mode http;\n", "    session none;\n", "    datacenters a;\n", "    retries 2;\n",
+        "    idle_timeout 1m;\n", "    max_header_size 15k;\n", "    forward_for on;\n",
+        "    send_proxy off;\n",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(wanted); i++) {
+        if (!strstr(text, wanted[i]))
+            print_error("no \"%s\" in:\n%s", wanted[i], text);
+        assert_non_null(strstr(text, wanted[i]));
+    }
+    assert_null(strstr(text, "redis")); /* no block, nothing to show */
+    free(text);
+    conf_free(c);
+}
+
+static void durations_print_back_to_themselves(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"500ms", "500ms"}, {"1000ms", "1s"}, {"90s", "90s"}, {"60s", "1m"}, {"2h", "2h"},
+        {"24h", "1d"}, {"1.5s", "1500ms"}, {"0.5ms", "0.5ms"}, {"0.000001ms", "0.000001ms"},
+        {"0.000001m", "0.06ms"}, {"365d", "365d"}, {"525599.999999m", "31535999.99994s"},
+        {"0", "0s"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        double v, back;
+        char buf[64];
+        assert_int_equal(conf_parse_duration(cases[i].in, &v), 0);
+        conf_format_duration(v, buf, sizeof(buf));
+        if (strcmp(buf, cases[i].out) != 0)
+            print_error("%s printed as %s\n", cases[i].in, buf);
+        assert_string_equal(buf, cases[i].out);
+        assert_int_equal(conf_parse_duration(buf, &back), 0);
+        assert_float_equal(back, v, 1e-9);
+    }
+}
+
+/* ---- -t: files the process will open ---- */
+
+static void log_file_in_a_missing_directory(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok("log /nonexistent-dir/edgegate.log info;\n"
+                               "pid /nonexistent-dir/edgegate.pid;\n" DC LSN);
+    struct conf_errs e = {0};
+    assert_int_equal(conf_check_files(c, &e), -1);
+    if (!has_error(&e, 1, "\"log\": cannot open /nonexistent-dir/edgegate.log: No such file"))
+        print_error("%s", e.text);
+    assert_true(has_error(&e, 1, "\"log\": cannot open /nonexistent-dir/edgegate.log: No such"));
+    assert_true(has_error(&e, 2, "\"pid\": cannot create /nonexistent-dir/edgegate.pid"));
+    conf_errs_free(&e);
+    conf_free(c);
+}
+
+/* A writable place passes, and checking creates nothing. */
+static void log_file_in_a_writable_directory(void **state)
+{
+    (void)state;
+    tmp_make();
+    char text[512], log[128];
+    snprintf(log, sizeof(log), "%s/edgegate.log", tmp_dir);
+    snprintf(text, sizeof(text), "log %s debug;\npid %s/edgegate.pid;\n" DC LSN, log, tmp_dir);
+    struct conf *c = expect_ok(text);
+    struct conf_errs e = {0};
+    assert_int_equal(conf_check_files(c, &e), 0);
+    assert_int_equal(e.count, 0);
+    assert_int_equal(access(log, F_OK), -1);
+    conf_free(c);
+    /* A directory where the log file should be cannot be written. */
+    snprintf(text, sizeof(text), "log %s info;\n" DC LSN, tmp_dir);
+    c = expect_ok(text);
+    assert_int_equal(conf_check_files(c, &e), -1);
+    assert_true(has_error(&e, 1, "\"log\": cannot open"));
+    conf_errs_free(&e);
+    conf_free(c);
+    tmp_remove();
+}
+
+/* ---- the reference ---- */
+
+static char *reference(const char *format)
+{
+    char *text = NULL;
+    size_t len;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(conf_print_reference(f, format), 0);
+    fclose(f);
+    return text;
+}
+
+/* The file, from the repository's root (where `make unit` runs). */
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        print_error("cannot read %s (the unit tests run from the repository root)\n", path);
+    assert_non_null(f);
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    for (;;) {
+        if (len + 4096 > cap)
+            text = realloc(text, cap = cap * 2 + 4096);
+        assert_non_null(text);
+        size_t n = fread(text + len, 1, cap - len - 1, f);
+        if (n == 0)
+            break;
+        len += n;
+    }
+    fclose(f);
+    text[len] = '\0';
+    return text;
+}
+
+static void checked_in_reference_is_generated(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *format, *path;
+    } files[] = {{"md", "docs/configuration.md"}, {"man", "packaging/edgegate.conf.5"}};
+    for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+        char *want = reference(files[i].format), *have = read_text(files[i].path);
+        if (strcmp(want, have) != 0)
+            print_error("%s is not what the directive table generates: run `make reference`\n",
+                        files[i].path);
+        assert_string_equal(want, have);
+        free(want);
+        free(have);
+    }
+}
+
+static void every_directive_is_in_the_reference(void **state)
+{
+    (void)state;
+    char *md = reference("md"), *man = reference("man");
+    for (size_t i = 0; i < conf_ndirectives; i++) {
+        const struct conf_directive *d = &conf_directives[i];
+        char cell[128], bold[128];
+        if (d->parent) {
+            snprintf(cell, sizeof(cell), "| `%s` ... `%s` |", d->parent, d->name);
+            snprintf(bold, sizeof(bold), "\\fB%s\\fR ... \\fB%s\\fR", d->parent, d->name);
+        } else {
+            snprintf(cell, sizeof(cell), "| `%s` |", d->name);
+            snprintf(bold, sizeof(bold), ".TP\n\\fB%s\\fR", d->name);
+        }
+        if (!strstr(md, cell) || !strstr(man, bold))
+            print_error("\"%s\" is missing from the reference\n", d->name);
+        assert_non_null(strstr(md, cell));
+        assert_non_null(strstr(man, bold));
+    }
+    free(md);
+    free(man);
+}
+
+/* README points to the reference for the full list, and every directive its
+ * own tables name is one of the table. */
+static void readme_points_to_the_reference(void **state)
+{
+    (void)state;
+    char *readme = read_text("README.md");
+    char *sec = strstr(readme, "\n## Configuration\n");
+    assert_non_null(sec);
+    char *end = strstr(sec + 1, "\n## ");
+    if (end)
+        *end = '\0';
+    assert_non_null(strstr(sec, "(docs/configuration.md)"));
+    int rows = 0;
+    for (char *l = strstr(sec, "\n| `"); l; l = strstr(l + 1, "\n| `")) {
+        char name[64];
+        if (sscanf(l, "\n| `%63[a-z_]", name) != 1)
+            continue;
+        bool elsewhere;
+        const struct conf_directive *d = conf_dir_find(name, CTX_ANY, &elsewhere);
+        if (!d)
+            print_error("README.md names \"%s\", which is no directive\n", name);
+        assert_non_null(d);
+        rows++;
+    }
+    assert_true(rows > 20);
+    free(readme);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -977,6 +1529,25 @@ int main(void)
         cmocka_unit_test(hex_duration_is_rejected),
         cmocka_unit_test(sizes),
         cmocka_unit_test(bad_sizes),
+        cmocka_unit_test(unitless_duration_is_an_error),
+        cmocka_unit_test(unitless_size_is_an_error),
+        cmocka_unit_test(zero_and_bytes),
+        cmocka_unit_test(table_rows_are_well_formed),
+        cmocka_unit_test(defaults_come_from_the_table),
+        cmocka_unit_test(include_is_relative_to_the_including_file),
+        cmocka_unit_test(include_glob_reads_files_in_name_order),
+        cmocka_unit_test(include_errors_name_file_and_line),
+        cmocka_unit_test(include_loop_is_an_error),
+        cmocka_unit_test(include_of_half_a_block_is_an_error),
+        cmocka_unit_test(include_is_refused_in_isolation),
+        cmocka_unit_test(print_round_trips),
+        cmocka_unit_test(print_fills_in_every_default),
+        cmocka_unit_test(durations_print_back_to_themselves),
+        cmocka_unit_test(log_file_in_a_missing_directory),
+        cmocka_unit_test(log_file_in_a_writable_directory),
+        cmocka_unit_test(checked_in_reference_is_generated),
+        cmocka_unit_test(every_directive_is_in_the_reference),
+        cmocka_unit_test(readme_points_to_the_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
