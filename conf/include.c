@@ -71,7 +71,7 @@ static bool has_glob_chars(const char *s)
     return strpbrk(s, "*?[") != NULL;
 }
 
-/* The file being read as IDentity, or why it cannot be included. */
+/* Why the file ID cannot be included now, or NULL. */
 static const char *include_refused(struct parser *p, struct conf_file_id id)
 {
     for (int i = 0; i < p->nreading; i++)
