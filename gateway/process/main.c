@@ -150,6 +150,8 @@ int main(int argc, char **argv)
     if (c->log_file && log_open(c->log_file) != EG_OK) {
         fprintf(stderr, "%s:%d: \"log\": cannot open %s: %s\n", c->log_at.file, c->log_at.line,
                 c->log_file, strerror(errno));
+        conf_free(c);
+        free(abs_file);
         return EXIT_RUNTIME;
     }
     if (!foreground && daemonize() != EG_OK) {
