@@ -93,8 +93,8 @@ struct conf_directive {
 extern const struct conf_directive conf_directives[];
 extern const size_t conf_ndirectives;
 
-/* The row of NAME allowed in CTX (for an option: of directive PARENT). When
- * there is none, *ELSEWHERE tells whether NAME is allowed in another context. */
+/* The row of directive NAME (not an option) allowed in CTX. When there is
+ * none, *ELSEWHERE tells whether NAME is allowed in another context. */
 const struct conf_directive *conf_dir_find(const char *name, unsigned ctx, bool *elsewhere);
 /* How many arguments D takes (CONF_ANY_ARGS: no limit). */
 void conf_dir_arity(const struct conf_directive *d, int *min, int *max);

@@ -5,11 +5,6 @@
 
 #include "conf/directive.h"
 
-/* Words of the enumerated values that handlers read. */
-extern const struct conf_enum conf_log_levels[];
-extern const struct conf_enum conf_check_types[];
-extern const struct conf_enum conf_session_kinds[];
-
 /* Top level (conf/handlers_main.c). */
 conf_set_fn conf_set_log, conf_set_stats;
 conf_open_fn conf_open_redis;

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const struct conf_enum conf_check_types[] = {
+static const struct conf_enum check_types[] = {
     {"tcp", CHECK_TCP}, {"http", CHECK_HTTP}, {"tls", CHECK_TLS}, {NULL, 0},
 };
 
@@ -121,7 +121,7 @@ int conf_set_check(struct parser *p, const struct stmt *st, void *obj)
 {
     struct conf_dc *dc = obj;
     struct conf_check ck = {.file = st->file, .line = st->line};
-    int type = conf_enum_value(conf_check_types, ARG(0));
+    int type = conf_enum_value(check_types, ARG(0));
     if (type < 0)
         return conf_bad_value(p, st, 0, "expected tcp, http or tls");
     ck.type = (enum conf_check_type)type;
@@ -141,7 +141,7 @@ void conf_print_check(FILE *f, const struct conf_directive *d, const struct conf
     const struct conf_check *ck = &((const struct conf_dc *)obj)->check;
     if (ck->type == CHECK_NONE)
         return;
-    const char *type = conf_enum_name(conf_check_types, ck->type);
+    const char *type = conf_enum_name(check_types, ck->type);
     conf_print_indent(f, indent);
     fprintf(f, "%s %s", d->name, type);
     if (ck->path) {

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const struct conf_enum conf_session_kinds[] = {
+static const struct conf_enum session_kinds[] = {
     {"none", SESS_NONE}, {"header", SESS_HEADER}, {"cookie", SESS_COOKIE},
     {"client_ip", SESS_CLIENT_IP}, {"sni", SESS_SNI}, {NULL, 0},
 };
@@ -121,7 +121,7 @@ static bool token_is_header_name(const char *s)
 int conf_set_session(struct parser *p, const struct stmt *st, void *obj)
 {
     struct conf_listener *l = obj;
-    int kind = conf_enum_value(conf_session_kinds, ARG(0));
+    int kind = conf_enum_value(session_kinds, ARG(0));
     bool named = kind == SESS_HEADER || kind == SESS_COOKIE;
     if (named && (st->nargs != 2 || !token_is_header_name(ARG(1)))) {
         conf_perr_at(p, st->file, st->line,
@@ -145,7 +145,7 @@ void conf_print_session(FILE *f, const struct conf_directive *d, const struct co
     (void)c;
     const struct conf_listener *l = obj;
     conf_print_indent(f, indent);
-    fprintf(f, "%s %s", d->name, conf_enum_name(conf_session_kinds, l->sess));
+    fprintf(f, "%s %s", d->name, conf_enum_name(session_kinds, l->sess));
     if (l->sess_name) {
         fputc(' ', f);
         conf_print_word(f, l->sess_name);

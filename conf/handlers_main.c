@@ -7,14 +7,14 @@
 
 #include <string.h>
 
-const struct conf_enum conf_log_levels[] = {
+static const struct conf_enum log_levels[] = {
     {"error", LOG_ERR}, {"warn", LOG_WARN}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}, {NULL, 0},
 };
 
 int conf_set_log(struct parser *p, const struct stmt *st, void *obj)
 {
     struct conf *c = obj;
-    int level = conf_enum_value(conf_log_levels, ARG(st->nargs - 1));
+    int level = conf_enum_value(log_levels, ARG(st->nargs - 1));
     if (level < 0)
         return conf_bad_value(p, st, st->nargs - 1, "expected a level: error, warn, info or debug");
     c->log_level = (enum log_level)level;
@@ -37,7 +37,7 @@ void conf_print_log(FILE *f, const struct conf_directive *d, const struct conf *
         conf_print_word(f, c->log_file);
         fputc(' ', f);
     }
-    fprintf(f, "%s;\n", conf_enum_name(conf_log_levels, (int)c->log_level));
+    fprintf(f, "%s;\n", conf_enum_name(log_levels, (int)c->log_level));
 }
 
 int conf_set_stats(struct parser *p, const struct stmt *st, void *obj)

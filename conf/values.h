@@ -10,8 +10,8 @@
  * needed a unit. */
 bool conf_value_unitless(const char *s);
 int conf_parse_long(const char *s, long min, long max, long *out);
-/* "1500ms" -> "1500ms", 90 -> "90s", 3600 -> "1h": the largest unit that
- * keeps the value whole. */
+/* 1.5 -> "1500ms", 90 -> "90s", 3600 -> "1h": the largest unit that keeps
+ * the value whole. */
 void conf_format_duration(double sec, char *buf, size_t len);
 void conf_format_size(size_t bytes, char *buf, size_t len);
 
