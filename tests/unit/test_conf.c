@@ -1445,8 +1445,27 @@ static void every_directive_is_in_the_reference(void **state)
     free(man);
 }
 
-/* README points to the reference for the full list, and every directive its
- * own tables name is one of the table. */
+/* The cells of the Markdown table row LINE (one line, "| a | b |"), cut at
+ * pipes that are not escaped. */
+static int md_cells(const char *line, char cells[][256], int max)
+{
+    int n = 0;
+    size_t len = 0;
+    for (const char *s = line + 1; *s && *s != '\n' && n < max; s++) {
+        if (*s == '|' && s[-1] != '\\') {
+            cells[n][len] = '\0';
+            n++;
+            len = 0;
+        } else if (len + 1 < 256) {
+            cells[n][len++] = *s;
+        }
+    }
+    return n;
+}
+
+/* README points to the reference for the full list; every directive its own
+ * tables name is one of the table, and a default it states as one value is
+ * the table's. */
 static void readme_points_to_the_reference(void **state)
 {
     (void)state;
@@ -1457,10 +1476,10 @@ static void readme_points_to_the_reference(void **state)
     if (end)
         *end = '\0';
     assert_non_null(strstr(sec, "(docs/configuration.md)"));
-    int rows = 0;
+    int rows = 0, defaults = 0;
     for (char *l = strstr(sec, "\n| `"); l; l = strstr(l + 1, "\n| `")) {
-        char name[64];
-        if (sscanf(l, "\n| `%63[a-z_]", name) != 1)
+        char cells[3][256], name[64], def[64];
+        if (md_cells(l + 1, cells, 3) < 2 || sscanf(cells[0], " `%63[a-z_]", name) != 1)
             continue;
         bool elsewhere;
         const struct conf_directive *d = conf_dir_find(name, CTX_ANY, &elsewhere);
@@ -1468,8 +1487,15 @@ static void readme_points_to_the_reference(void **state)
             print_error("README.md names \"%s\", which is no directive\n", name);
         assert_non_null(d);
         rows++;
+        if (d->def && sscanf(cells[1], " `%63[^`]` %c", def, &(char){0}) == 1) {
+            if (strcmp(def, d->def) != 0)
+                print_error("README.md: %s defaults to %s, the table says %s\n", name, def,
+                            d->def);
+            assert_string_equal(def, d->def);
+            defaults++;
+        }
     }
-    assert_true(rows > 20);
+    assert_true(rows > 20 && defaults > 10);
     free(readme);
 }
 
