@@ -1,3 +1,5 @@
+/* Layer conf: the configuration file, its directive table, defaults and
+ * checks. It may use base only. */
 /* Configuration: an nginx-like file parsed by a table of directives. */
 #ifndef EG_CONF_CONF_H
 #define EG_CONF_CONF_H
