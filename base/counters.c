@@ -69,6 +69,7 @@ static void add_counters(struct stats_counters *d, const struct stats_counters *
 static void add_lsn(struct stats_lsn_row *d, const struct stats_lsn_row *s)
 {
     d->connections_active += s->connections_active;
+    d->held_now += s->held_now;
     d->connections_total += s->connections_total;
     d->requests_total += s->requests_total;
     for (int i = 0; i < 6; i++)
@@ -179,6 +180,7 @@ void stats_retire_slot(int i)
         if (d) {
             add_lsn(d, &s->lsn[k]);
             d->connections_active -= s->lsn[k].connections_active;
+            d->held_now -= s->lsn[k].held_now;
         }
     }
     for (int k = 0; k < s->ndc; k++) {

@@ -39,6 +39,7 @@ struct stats_counters {
     uint64_t held_total;
     uint64_t pooled_now;            /* a gauge: idle server connections in pools */            /* requests that waited for a datacenter */
     uint64_t hold_timeouts_total;
+    uint64_t hold_full_total;       /* refused at once: hold_max requests already held */
     /* Error responses the gateway itself sent: any 4xx, then 5xx by kind. */
     uint64_t http_4xx_total, http_502_total, http_503_total, http_504_total;
     uint64_t http_5xx_other_total;
@@ -58,6 +59,7 @@ struct stats_hist {
 struct stats_lsn_row {
     char name[STATS_NAME];
     int64_t connections_active;
+    int64_t held_now;               /* requests or connections waiting for a datacenter */
     uint64_t connections_total, requests_total;
     uint64_t status[6];             /* responses by class: 1xx .. 5xx, [0] other */
     struct stats_hist request;      /* request durations */

@@ -21,6 +21,8 @@ enum conf_sess { SESS_NONE, SESS_HEADER, SESS_COOKIE, SESS_CLIENT_IP, SESS_SNI }
 enum conf_check_type { CHECK_NONE, CHECK_TCP, CHECK_HTTP, CHECK_TLS };
 /* The value is the PROXY protocol version sent (0: none). */
 enum conf_send_proxy { SEND_PROXY_OFF, SEND_PROXY_V1, SEND_PROXY_V2 };
+/* Whether a session may leave its datacenter while that one is down. */
+enum conf_pin { PIN_PREFER, PIN_STRICT };
 enum conf_access_log { CONF_ACCESS_LOG_OFF, CONF_ACCESS_LOG_KV, CONF_ACCESS_LOG_JSON };
 
 /* Where a directive was written, for errors found once the file is parsed.
@@ -67,6 +69,9 @@ struct conf_dc {
     int min_servers;        /* up servers needed for the datacenter to be healthy */
     int passive_fall;       /* consecutive traffic failures that mark a server down */
     double passive_timeout; /* without active checks: how long a server stays down */
+    int passive_5xx;        /* consecutive 502/503/504 answers that eject a server (0: off) */
+    double passive_eject;   /* the first ejection's length; each repeat doubles it */
+    int max_ejected;        /* percent of the servers that may be ejected at once */
     double resolve_interval;
 };
 
@@ -110,6 +115,9 @@ struct conf_listener {
     double connect_timeout;
     double idle_timeout;
     double hold_timeout;    /* how long traffic waits while no datacenter is up */
+    int hold_max;           /* requests or connections held at once (0: no limit) */
+    double try_timeout;     /* http: one attempt's first response byte (0: off) */
+    enum conf_pin pin;      /* affinity prefer|strict */
     double handshake_timeout;
     double request_timeout; /* http: a request head must arrive within it */
     double response_timeout;/* http: the first response byte must arrive within it */

@@ -19,6 +19,7 @@ static const struct conf_enum access_log_forms[] = {
     {NULL, 0},
 };
 static const struct conf_enum modes[] = {{"http", MODE_HTTP}, {"tcp", MODE_TCP}, {NULL, 0}};
+static const struct conf_enum pins[] = {{"prefer", PIN_PREFER}, {"strict", PIN_STRICT}, {NULL, 0}};
 static const struct conf_enum proxy_versions[] = {
     {"v1", SEND_PROXY_V1}, {"v2", SEND_PROXY_V2}, {"off", SEND_PROXY_OFF}, {NULL, 0},
 };
@@ -167,6 +168,18 @@ const struct conf_directive conf_directives[] = {
     {.name = "timeout", .parent = "passive", .ctx = CTX_DC, .kind = KIND_DURATION,
      .flags = F_POSITIVE, .def = "10s", CONF_AT(struct conf_dc, passive_timeout),
      .help = "without active checks: how long a passively failed server stays down"},
+    {.name = "5xx", .parent = "passive", .ctx = CTX_DC, .kind = KIND_INT, .min = 0,
+     .max = 1000, .def = "0", CONF_AT(struct conf_dc, passive_5xx),
+     .help = "consecutive 502, 503 or 504 answers that eject a server (outlier detection); 0: "
+             "off"},
+    {.name = "eject", .parent = "passive", .ctx = CTX_DC, .kind = KIND_DURATION,
+     .flags = F_POSITIVE, .def = "10s", CONF_AT(struct conf_dc, passive_eject),
+     .help = "how long an ejected server stays out the first time; each repeat doubles it, up "
+             "to ten times"},
+    {.name = "max_ejected", .ctx = CTX_DC, .kind = KIND_INT, .min = 0, .max = 100, .def = "50",
+     CONF_AT(struct conf_dc, max_ejected),
+     .help = "percent of a datacenter's servers outlier detection may eject at once (one at "
+             "least)"},
     {.name = "resolve_interval", .ctx = CTX_DC, .kind = KIND_DURATION, .flags = F_POSITIVE,
      .def = "30s", CONF_AT(struct conf_dc, resolve_interval),
      .help = "how often server names are resolved again (sooner when the DNS TTL is shorter)"},
@@ -209,6 +222,18 @@ const struct conf_directive conf_directives[] = {
      CONF_AT(struct conf_listener, hold_timeout),
      .help = "how long traffic waits while no datacenter is healthy before 503 (http) or close "
              "(tcp); 0 disables holding"},
+    {.name = "hold_max", .ctx = CTX_LSN, .kind = KIND_INT, .min = 0, .max = 10000000,
+     .def = "0", CONF_AT(struct conf_listener, hold_max),
+     .help = "requests or connections held at once; past it, 503 with Retry-After (http) or "
+             "close (tcp) at once; 0: no limit"},
+    {.name = "try_timeout", .ctx = CTX_LSN, .kind = KIND_DURATION, .def = "0",
+     CONF_AT(struct conf_listener, try_timeout),
+     .help = "http: an attempt's first response byte must arrive within it, else an idempotent "
+             "request goes to the next server; 0: off"},
+    {.name = "affinity", .ctx = CTX_LSN, .kind = KIND_ENUM, .values = pins, .def = "prefer",
+     CONF_AT(struct conf_listener, pin),
+     .help = "prefer: a session follows to the nearest healthy datacenter while its own is "
+             "down; strict: it never moves (held, or 503)"},
     {.name = "handshake_timeout", .ctx = CTX_LSN, .kind = KIND_DURATION, .flags = F_POSITIVE,
      .def = "10s", CONF_AT(struct conf_listener, handshake_timeout),
      .help = "the TLS handshake (and PROXY header) must complete within it"},

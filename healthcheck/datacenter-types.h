@@ -19,7 +19,7 @@ struct stats_dc_row;
 /* Why a server changed state: logged and shown in stats. */
 enum srv_reason {
     SRV_R_START, SRV_R_CHECK_OK, SRV_R_CHECK_FAIL, SRV_R_REFUSED, SRV_R_RESET,
-    SRV_R_TIMEOUT, SRV_R_PASSIVE_EXPIRED, SRV_R_RELOAD
+    SRV_R_TIMEOUT, SRV_R_PASSIVE_EXPIRED, SRV_R_RELOAD, SRV_R_OUTLIER, SRV_R_EJECTION_OVER
 };
 
 struct srv {
@@ -34,6 +34,9 @@ struct srv {
     int reason;                 /* enum srv_reason of the last transition */
     int good, bad;              /* consecutive check results (rise/fall) */
     int passive_fails;          /* consecutive traffic failures */
+    int answers_5xx;            /* consecutive 502/503/504 answers (outlier detection) */
+    int ejections;              /* ejections in a row, each twice as long as the last */
+    ev_tstamp ejected_until;    /* outlier: not back before then, whatever the checks say */
     ev_timer passive_tm;        /* brings a passively failed server back without checks */
     double rtt_ms;              /* EWMA of check round trips, < 0 while unknown */
     struct check *hc;              /* active check, NULL without one */

@@ -29,6 +29,8 @@ static const char *const reason_names[] = {
     [SRV_R_CHECK_FAIL] = "check failed", [SRV_R_REFUSED] = "connection refused",
     [SRV_R_RESET] = "connection reset", [SRV_R_TIMEOUT] = "timeout",
     [SRV_R_PASSIVE_EXPIRED] = "passive down time over", [SRV_R_RELOAD] = "reload",
+    [SRV_R_OUTLIER] = "ejected: consecutive 5xx answers",
+    [SRV_R_EJECTION_OVER] = "ejection over",
 };
 
 const char *srv_reason_name(int reason) { return reason_names[reason]; }
@@ -209,11 +211,16 @@ void srv_set_up(struct srv *s, bool up, int reason)
         dc_events.server_down(s);
 }
 
+/* The passive down time, or an ejection, is over. An ejected server that
+ * active checks watch comes back once they pass again. */
 static void on_passive_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     struct srv *s = w->data;
-    srv_set_up(s, true, SRV_R_PASSIVE_EXPIRED);
+    bool ejected = s->reason == SRV_R_OUTLIER;
+    if (ejected && s->hc && s->good < s->dc->cd->check.rise)
+        return;
+    srv_set_up(s, true, ejected ? SRV_R_EJECTION_OVER : SRV_R_PASSIVE_EXPIRED);
 }
 
 void srv_traffic_failed(struct srv *s, enum dc_fail kind)
@@ -237,6 +244,46 @@ void srv_traffic_failed(struct srv *s, enum dc_fail kind)
 
 void srv_traffic_ok(struct srv *s) { s->passive_fails = 0; }
 
+/* Outlier detection never empties a datacenter: at most max_ejected percent
+ * of its servers are out for it at once, one at least. */
+static bool may_eject(const struct dc *dc)
+{
+    int out = 0;
+    for (int i = 0; i < dc->nsrvs; i++)
+        out += !dc->srvs[i]->up && dc->srvs[i]->reason == SRV_R_OUTLIER;
+    return out == 0 || (out + 1) * 100 <= dc->cd->max_ejected * dc->nsrvs;
+}
+
+static void eject(struct srv *s)
+{
+    const struct conf_dc *cd = s->dc->cd;
+    ev_tstamp now = ev_now(dc_loop);
+    /* A server that behaved for ten first ejections starts over. */
+    if (now - s->ejected_until > 10 * cd->passive_eject)
+        s->ejections = 0;
+    double d = cd->passive_eject * (double)(1 << MIN(s->ejections, 3));
+    d = MIN(d, 10 * cd->passive_eject);
+    s->ejections++;
+    s->ejected_until = now + d;
+    s->answers_5xx = 0;
+    srv_set_up(s, false, SRV_R_OUTLIER);
+    ev_timer_stop(dc_loop, &s->passive_tm);
+    ev_timer_set(&s->passive_tm, d, 0);
+    ev_timer_start(dc_loop, &s->passive_tm);
+}
+
+void srv_answered(struct srv *s, int status)
+{
+    if (!s->dc || s->dc->cd->passive_5xx == 0)
+        return;
+    if (status < 502 || status > 504) {
+        s->answers_5xx = 0;
+        return;
+    }
+    if (++s->answers_5xx >= s->dc->cd->passive_5xx && s->up && may_eject(s->dc))
+        eject(s);
+}
+
 static double ewma(double old, double sample)
 {
     return old < 0 ? sample : old + RTT_ALPHA * (sample - old);
@@ -253,7 +300,7 @@ void srv_check_result(struct srv *s, bool ok, double rtt_ms)
         if (dc_events.rtt)
             dc_events.rtt(s->dc);
         s->bad = 0;
-        if (!s->up && ++s->good >= ck->rise)
+        if (!s->up && ++s->good >= ck->rise && ev_now(dc_loop) >= s->ejected_until)
             srv_set_up(s, true, SRV_R_CHECK_OK);
     } else {
         s->good = 0;

@@ -40,6 +40,9 @@ void srv_set_up(struct srv *s, bool up, int reason);
 /* Traffic outcomes (passive health). */
 void srv_traffic_failed(struct srv *s, enum dc_fail kind);
 void srv_traffic_ok(struct srv *s);
+/* A final response's STATUS from S: consecutive 502/503/504 answers eject
+ * it for a while (passive 5xx N, eject D, max_ejected). */
+void srv_answered(struct srv *s, int status);
 /* An active check's outcome; RTT_MS < 0 when the check failed. */
 void srv_check_result(struct srv *s, bool ok, double rtt_ms);
 /* Copies health state and RTT from an older incarnation (reload). */

@@ -111,10 +111,10 @@ static void json_listener(struct sbuf *b, const struct conf_listener *cl)
     stats_sum_lsn(cl->name, &r);
     sbuf_printf(b,
                 "{\"name\": \"%s\", \"mode\": \"%s\", \"tls\": %s, \"connections_active\": %ld, "
-                "\"connections_total\": %lu, \"requests_total\": %lu, \"responses\": {"
+                "\"held_now\": %ld, \"connections_total\": %lu, \"requests_total\": %lu, \"responses\": {"
                 "\"1xx\": %lu, \"2xx\": %lu, \"3xx\": %lu, \"4xx\": %lu, \"5xx\": %lu}}",
                 cl->name, cl->mode == MODE_TCP ? "tcp" : "http", jbool(cl->ncerts > 0),
-                (long)r.connections_active, (unsigned long)r.connections_total,
+                (long)r.connections_active, (long)r.held_now, (unsigned long)r.connections_total,
                 (unsigned long)r.requests_total, (unsigned long)r.status[1],
                 (unsigned long)r.status[2], (unsigned long)r.status[3],
                 (unsigned long)r.status[4], (unsigned long)r.status[5]);
@@ -133,7 +133,8 @@ static const struct {
     COUNTER(reloads_total), COUNTER(reload_failures_total), COUNTER(affinity_hits_total),
     COUNTER(affinity_misses_total), COUNTER(affinity_cache_hits_total),
     COUNTER(failbacks_total), COUNTER(bad_session_keys_total), COUNTER(held_total),
-    COUNTER(hold_timeouts_total), COUNTER(http_4xx_total), COUNTER(http_5xx_other_total),
+    COUNTER(hold_timeouts_total), COUNTER(hold_full_total), COUNTER(http_4xx_total),
+    COUNTER(http_5xx_other_total),
     COUNTER(http_502_total),
     COUNTER(http_503_total), COUNTER(http_504_total), COUNTER(bytes_in_total),
     COUNTER(bytes_out_total), COUNTER(tls_handshakes_total), COUNTER(tls_resumed_total),

@@ -90,10 +90,26 @@ static const struct conf_listener *cl_of(const struct attempt *a) { return a->c-
 
 static void route(struct attempt *a);
 
+static void enter_hold(struct attempt *a)
+{
+    a->state = ATTEMPT_HOLD;
+    hold_add(&a->hold);
+    a->c->lst->held_now++;
+}
+
+/* Out of HOLD; the hold queue already let go of it when WOKEN. */
+static void leave_hold(struct attempt *a, bool woken)
+{
+    if (!woken)
+        hold_del(&a->hold);
+    a->c->lst->held_now--;
+    a->state = ATTEMPT_IDLE;
+}
+
 static void unhold(struct attempt *a)
 {
     if (a->state == ATTEMPT_HOLD)
-        hold_del(&a->hold);
+        leave_hold(a, false);
 }
 
 /* A datacenter became healthy (or the configuration changed): try again,
@@ -101,7 +117,7 @@ static void unhold(struct attempt *a)
 static void on_wake(struct hold *h)
 {
     struct attempt *a = container_of(h, struct attempt, hold);
-    a->state = ATTEMPT_IDLE;
+    leave_hold(a, true);
     if (!conn_rebase(a->c)) {
         a->ops->give_up(a, 503, "listener removed");
         return;
@@ -115,6 +131,13 @@ static bool may_hold(const struct attempt *a)
            !gw.draining;
 }
 
+/* hold_max: past it, what would wait is answered at once. */
+static bool hold_full(const struct attempt *a)
+{
+    int max = cl_of(a)->hold_max;
+    return max > 0 && a->hold_since == 0 && a->c->lst->held_now >= max;
+}
+
 /* No server can be tried: wait for a datacenter when none is healthy (the
  * client sees a slow start, not an error), else give up. */
 static void no_server(struct attempt *a, int status)
@@ -124,14 +147,19 @@ static void no_server(struct attempt *a, int status)
         a->ops->give_up(a, status, status == 503 ? "no server" : "server failed");
         return;
     }
+    if (hold_full(a)) {
+        counters->hold_full_total++;
+        a->state = ATTEMPT_IDLE;
+        a->ops->give_up(a, 503, "hold full");
+        return;
+    }
     if (a->hold_since == 0) {
         a->hold_since = ev_now(gw.loop);
         counters->held_total++;
     }
-    a->state = ATTEMPT_HOLD;
     a->tries = 0;
     a->hold.wake = on_wake;
-    hold_add(&a->hold);
+    enter_hold(a);
     conn_deadline(a->c, a->hold_since + cl_of(a)->hold_timeout);
     a->ops->waiting(a);
 }
@@ -350,6 +378,14 @@ void attempt_failed(struct attempt *a, enum attempt_fault fault, int status)
     no_server(a, status);
 }
 
+void attempt_answered(struct attempt *a, int status)
+{
+    struct srv *s = a->up->srv;
+    dlist_del(&a->inflight);
+    srv_answered(s, status);
+    dlist_add_tail(&s->inflight, &a->inflight);
+}
+
 /* Moves every attempt on S, in a batch of its own: handling one may start
  * others (on other servers) but never on S, which is down. */
 void attempt_server_down(struct srv *s)
@@ -382,8 +418,7 @@ bool attempt_timeout(struct attempt *a)
         return true;
     case ATTEMPT_HOLD:
         counters->hold_timeouts_total++;
-        hold_del(&a->hold);
-        a->state = ATTEMPT_IDLE;
+        leave_hold(a, false);
         a->ops->give_up(a, 503, "hold timeout");
         return true;
     case ATTEMPT_IDLE:

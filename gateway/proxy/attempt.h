@@ -103,6 +103,10 @@ void attempt_start(struct attempt *a);
  * keep-alive race); the request goes to the next server when
  * ops->replayable and the retry budget allow, else ops->give_up(STATUS). */
 void attempt_failed(struct attempt *a, enum attempt_fault fault, int status);
+/* The ready connection's server answered STATUS (outlier detection). When
+ * that ejects the server, the other attempts on it move; this one, which
+ * has its answer, stays. */
+void attempt_answered(struct attempt *a, int status);
 /* Server S was marked down: every attempt connecting to it or waiting for
  * its answer moves (see ops->server_down). */
 void attempt_server_down(struct srv *s);

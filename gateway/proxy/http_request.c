@@ -98,6 +98,20 @@ static uint32_t outgoing_head_len(struct http_session *s)
     return total;
 }
 
+/* How long the server has for its first response byte: response_timeout,
+ * or try_timeout for a request that may go to another server afterwards
+ * (idempotent, and not on its last try). */
+static double answer_timeout(const struct http_session *s)
+{
+    const struct conf_listener *cl = s->c.cl;
+    const struct http_exchange *x = s->x;
+    bool another = x->a.tries <= cl->retries &&
+                   (http_method_idempotent(x->method) || (x->req.flags & HF_IDEMPOTENCY));
+    if (cl->try_timeout > 0 && another)
+        return MIN(cl->try_timeout, cl->response_timeout);
+    return cl->response_timeout;
+}
+
 bool http_flush_request(struct http_session *s)
 {
     struct http_exchange *x = s->x;
@@ -116,9 +130,9 @@ bool http_flush_request(struct http_session *s)
         x->reached = true;
         x->a.up->srv->st->bytes_out += (uint64_t)w;
         counters->bytes_out_total += (uint64_t)w;
-        /* All out: from now on the server has response_timeout to answer. */
+        /* All out: from now on the server has until answer_deadline(). */
         if (x->req_state == REQ_DONE && !http_request_unsent(x) && x->resp_state < RESP_BODY)
-            conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->response_timeout);
+            conn_deadline(&s->c, ev_now(gw.loop) + answer_timeout(s));
     }
     return true;
 }
@@ -480,10 +494,11 @@ bool http_read_client(struct http_session *s)
         http_free(s, false);
         return false;
     }
-    /* EOF after a complete request: the client may still read the answer. */
+    /* EOF after a complete request: the client may still read the answer,
+     * unless it is held, where it would only take a place from another. */
     s->cl_eof = true;
     x->keep_client = false;
-    if (x->req_state != REQ_DONE) {
+    if (x->req_state != REQ_DONE || x->a.state == ATTEMPT_HOLD) {
         http_free(s, false);
         return false;
     }

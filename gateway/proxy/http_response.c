@@ -89,6 +89,7 @@ static bool parse_response_head(struct http_session *s)
         x->resp_state = RESP_INTERIM; /* passed on; the final head follows */
         return true;
     }
+    attempt_answered(&x->a, x->resp.status);
     x->resp_state = x->resp.status == 101 ? RESP_DONE : RESP_BODY;
     http_body_response(&x->respb, &x->resp, x->method);
     x->keep_server = response_keepalive(x) && x->respb.kind != BODY_CLOSE;

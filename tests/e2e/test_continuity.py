@@ -205,3 +205,109 @@ listener web {{ listen 127.0.0.1:{port}; mode http; response_timeout 30s; }}
     for (status, _, body), took in results:
         assert status == 200 and body.startswith(b"dc=fra"), body
         assert took < 2.0, took
+
+
+def test_try_timeout_moves_a_slow_attempt_to_the_next_datacenter(env):
+    # ams answers everything 2 s late; its tcp check passes: slow, not dead.
+    ams, fra = env.dcsim("ams", delay="2s"), env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    tcp_check = "check tcp interval 100ms timeout 100ms rise 1 fall 2;"
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ priority 1; server {ams.addr}; {tcp_check} }}
+datacenter fra {{ priority 2; server {fra.addr}; {tcp_check} }}
+listener web {{ listen 127.0.0.1:{port}; mode http; try_timeout 150ms; }}
+""", wait=[port])
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    t0 = time.time()
+    status, _, body = RawHTTP(port).request("/")
+    took = time.time() - t0
+    assert status == 200 and body.startswith(b"dc=fra"), body
+    assert 0.1 < took < 1.0, took
+    assert all(s["up"] for s in dc_state(sp, "ams")["servers"])  # slow, not dead
+    # A POST is not moved: it waits for its answer, however slow.
+    t0 = time.time()
+    status, _, body = RawHTTP(port).request("/", method="POST", body=b"x")
+    assert status == 200 and body.startswith(b"dc=ams") and time.time() - t0 >= 1.9
+
+
+def test_hold_max_answers_the_surplus_at_once(env):
+    port, sp = free_port(), free_port()
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ server 127.0.0.1:{free_port()}; check tcp interval 100ms timeout 100ms; }}
+listener web {{ listen 127.0.0.1:{port}; mode http; hold_timeout 10s; hold_max 2; }}
+""", wait=[port])
+    wait_until(lambda: not dc_state(sp, "ams")["healthy"], what="ams down")
+    held = [RawHTTP(port) for _ in range(2)]
+    for c in held:
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_until(lambda: stats(sp)["listeners"][0]["held_now"] == 2, what="two held")
+    t0 = time.time()
+    status, headers, _ = RawHTTP(port).request("/")
+    assert status == 503 and headers.get("retry-after") == "1"
+    assert time.time() - t0 < 0.5
+    st = stats(sp)
+    assert st["counters"]["hold_full_total"] == 1
+    assert st["listeners"][0]["held_now"] == 2
+    for c in held:
+        c.close()
+    wait_until(lambda: stats(sp)["listeners"][0]["held_now"] == 0, what="held ones gone")
+
+
+class Always503:
+    """A server that answers 503 to everything but its health check."""
+
+    def __init__(self):
+        self.hits = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        buf = b""
+        with c:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = c.recv(4096)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                health = head.split(b" ")[1] == b"/health"
+                self.hits += not health
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" if health else
+                          b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy")
+
+
+def test_outlier_a_server_answering_503_is_ejected_and_comes_back(env):
+    good = [env.dcsim("ams"), env.dcsim("ams")]
+    bad = Always503()
+    port, sp = free_port(), free_port()
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ server {good[0].addr}; server {good[1].addr}; server {bad.addr};
+                 check http /health interval 100ms timeout 100ms rise 1 fall 2;
+                 passive 5xx 3 eject 1s; }}
+listener web {{ listen 127.0.0.1:{port}; mode http; }}
+""", wait=[port])
+    wait_until(lambda: all(s["up"] for s in dc_state(sp, "ams")["servers"]), what="all up")
+    statuses = [RawHTTP(port).request(f"/{i}")[0] for i in range(30)]
+    assert statuses.count(503) == 3, statuses   # then it was ejected
+    assert bad.hits == 3
+    srv = [s for s in dc_state(sp, "ams")["servers"] if s["address"] == bad.addr][0]
+    assert not srv["up"] and "5xx" in srv["reason"]
+    assert all(RawHTTP(port).request(f"/b{i}")[0] == 200 for i in range(10))
+    wait_until(lambda: [s for s in dc_state(sp, "ams")["servers"]
+                        if s["address"] == bad.addr][0]["up"], timeout=5, what="back after 1s")

@@ -685,7 +685,9 @@ static void bad_datacenter_tuning(void **state)
     expect_error("datacenter a {\n server 127.0.0.1:1;\n passive fall 2 timeout;\n}\n" LSN, 3,
                  "\"passive\": \"timeout\" needs a value");
     expect_error("datacenter a {\n server 127.0.0.1:1;\n passive rise 2;\n}\n" LSN, 3,
-                 "\"passive\": expected fall or timeout");
+                 "\"passive\": expected fall, timeout, 5xx or eject");
+    expect_error("datacenter a {\n server 127.0.0.1:1;\n max_ejected 101;\n}\n" LSN, 3,
+                 "\"max_ejected\"");
     expect_error("datacenter a {\n server 127.0.0.1:1;\n min_servers 2;\n}\n" LSN, 1,
                  "\"min_servers 2\" but only 1 servers");
     expect_error("datacenter a {\n server 127.0.0.1:1;\n resolve_interval 0;\n}\n" LSN, 3,
@@ -1289,7 +1291,9 @@ static void print_fills_in_every_default(void **state)
         "\nbuffer_size 16k;\n", "\ndrain_timeout 30s;\n", "\naffinity size 100000 ttl 1h;\n",
         "    server 127.0.0.1:9001 weight 1;\n",
         "    check tcp interval 1s timeout 1s rise 2 fall 3;\n",
-        "    passive fall 3 timeout 10s;\n", "    resolve_interval 30s;\n",
+        "    passive fall 3 timeout 10s 5xx 0 eject 10s;\n", "    max_ejected 50;\n",
+        "    resolve_interval 30s;\n", "    hold_max 0;\n", "    try_timeout 0s;\n",
+        "    affinity prefer;\n",
         "    mode http;\n", "    session none;\n", "    datacenters a;\n", "    retries 2;\n",
         "    idle_timeout 1m;\n", "    max_header_size 15k;\n", "    forward_for on;\n",
         "    send_proxy off;\n",
