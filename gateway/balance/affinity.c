@@ -218,11 +218,16 @@ static struct dc *healthy_by_name(const struct gen *g, const struct conf_listene
     return dc && dc->healthy ? dc : NULL;
 }
 
+static bool strict(const struct conf_listener *cl) { return cl->pin == PIN_STRICT; }
+
 /* The entry's datacenter when the routing rules let it be used as it is:
- * healthy, and not due back home (failback on, home healthy again). */
+ * healthy, and not due back home (failback on, home healthy again); with
+ * `affinity strict`, whatever its health. */
 static struct dc *usable(const struct affinity_ent *e, const struct gen *g,
                          const struct conf_listener *cl)
 {
+    if (strict(cl))
+        return dc_by_name(g, cl, e->dc);
     if (cl->failback && healthy_by_name(g, cl, e->home))
         return NULL;
     return healthy_by_name(g, cl, e->dc);
@@ -233,6 +238,8 @@ static struct dc *usable(const struct affinity_ent *e, const struct gen *g,
 static struct dc *settle(struct affinity_ent *e, const struct gen *g, const struct conf_listener *cl,
                          struct dc *nearest)
 {
+    if (strict(cl))
+        return dc_by_name(g, cl, e->dc);
     struct dc *home = cl->failback ? healthy_by_name(g, cl, e->home) : NULL;
     if (home) {
         counters->failbacks_total++;
@@ -367,7 +374,9 @@ static bool call_script(struct affinity_req *r, const struct gen *g, const struc
     argl[n++] = 1;
     for (int i = 0; i < cl->ndcs && n < (int)ARRAY_LEN(argv) - 4; i++) {
         const struct dc *dc = g->dcs[cl->dcs[i]];
-        if (dc->healthy && dc != exclude) {
+        /* Strict sessions stay where they are: to the script, every
+         * datacenter is one they may stay in. */
+        if ((dc->healthy || strict(cl)) && dc != exclude) {
             argv[n] = dc->name;
             argl[n++] = strlen(dc->name);
         }

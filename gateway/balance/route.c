@@ -144,10 +144,21 @@ static struct srv *pick_server(struct dc *dc, struct route *r)
     return best;
 }
 
+/* `affinity strict`: a session whose datacenter is known never leaves it. */
+static bool pinned(const struct conf_listener *cl, const struct route *r)
+{
+    return cl->pin == PIN_STRICT && r->pinned;
+}
+
 struct srv *route_first(const struct gen *g, const struct conf_listener *cl, struct dc *dc,
                         struct route *r)
 {
     memset(r, 0, sizeof(*r));
+    if (dc && dc_listed(cl, dc) && cl->pin == PIN_STRICT) {
+        r->pinned = true;
+        r->dc = dc;
+        return dc->healthy ? route_next(g, cl, r) : NULL;
+    }
     if (!dc || !dc->healthy || !dc_listed(cl, dc))
         dc = nearest(g, cl, NULL);
     if (!dc)
@@ -166,6 +177,8 @@ struct srv *route_next(const struct gen *g, const struct conf_listener *cl, stru
                 return s;
             r->dcs_left[r->nleft++] = r->dc;
         }
+        if (pinned(cl, r))
+            return NULL;
         r->dc = nearest(g, cl, r);
         if (!r->dc)
             return NULL;

@@ -13,6 +13,7 @@ struct route {
     struct srv *tried[CONF_MAX_RETRIES + 1];
     struct dc *dcs_left[CONF_MAX_RETRIES + 1];
     int ntried, nleft;
+    bool pinned;                /* affinity strict: never another datacenter than dc */
 };
 
 /* The datacenter a new session goes to, NULL when none of the listener's
@@ -23,7 +24,8 @@ struct dc *route_nearest(const struct gen *g, const struct conf_listener *cl);
 struct dc *route_hrw(const struct gen *g, const struct conf_listener *cl, const char *key,
                      size_t len);
 /* The first server, in DC when it is healthy (else the nearest). NULL when
- * no datacenter can take it. */
+ * no datacenter can take it. With `affinity strict`, DC (the session's) is
+ * the only one: NULL while it is down. */
 struct srv *route_first(const struct gen *g, const struct conf_listener *cl, struct dc *dc,
                         struct route *r);
 /* The next server after the current one failed. */

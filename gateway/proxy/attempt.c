@@ -125,10 +125,18 @@ static void on_wake(struct hold *h)
     route(a);
 }
 
+/* Waiting makes sense while no datacenter the request may go to is
+ * healthy: none of the listener's, or, for a session pinned by `affinity
+ * strict`, its own. */
 static bool may_hold(const struct attempt *a)
 {
-    return !route_any_healthy(a->c->gen, cl_of(a)) && cl_of(a)->hold_timeout > 0 &&
-           !gw.draining;
+    bool stuck = attempt_pinned_down(a) || !route_any_healthy(a->c->gen, cl_of(a));
+    return stuck && cl_of(a)->hold_timeout > 0 && !gw.draining;
+}
+
+bool attempt_pinned_down(const struct attempt *a)
+{
+    return a->rt.pinned && !a->rt.dc->healthy;
 }
 
 /* hold_max: past it, what would wait is answered at once. */
@@ -144,7 +152,8 @@ static void no_server(struct attempt *a, int status)
 {
     if (!may_hold(a)) {
         a->state = ATTEMPT_IDLE;
-        a->ops->give_up(a, status, status == 503 ? "no server" : "server failed");
+        a->ops->give_up(a, status, attempt_pinned_down(a) ? "session datacenter down"
+                                   : status == 503 ? "no server" : "server failed");
         return;
     }
     if (hold_full(a)) {

@@ -113,6 +113,8 @@ void attempt_server_down(struct srv *s);
 /* The client's deadline passed: true when the attempt owned it (connect or
  * hold timeout, handled here), false when the mode's own deadline is due. */
 bool attempt_timeout(struct attempt *a);
+/* A session pinned by `affinity strict` whose datacenter is down. */
+bool attempt_pinned_down(const struct attempt *a);
 /* Ends whatever is in progress (routing, holding, connecting) and closes the
  * server connection. */
 void attempt_cancel(struct attempt *a);

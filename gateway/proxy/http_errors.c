@@ -15,6 +15,9 @@
  * they retry on their own. */
 #define MAYBE 1000
 #define MAYBE_HDR "Edgegate-Processed: unknown\r\n"
+/* A session that `affinity strict` keeps in a datacenter that is down. */
+#define PINNED 2000
+#define PINNED_HDR "Edgegate-Cause: session datacenter down\r\n"
 
 static const struct {
     int status;
@@ -32,6 +35,8 @@ static const struct {
     {502 + MAYBE, ERR_RESP("502", "Bad Gateway", MAYBE_HDR, 12) "bad gateway\n"},
     {503, ERR_RESP("503", "Service Unavailable", "Retry-After: 1\r\n", 20)
               "service unavailable\n"},
+    {503 + PINNED, ERR_RESP("503", "Service Unavailable", "Retry-After: 1\r\n" PINNED_HDR, 20)
+                       "service unavailable\n"},
     {504, ERR_RESP("504", "Gateway Timeout", "", 16) "gateway timeout\n"},
     {504 + MAYBE, ERR_RESP("504", "Gateway Timeout", MAYBE_HDR, 16) "gateway timeout\n"},
     {505, ERR_RESP("505", "HTTP Version Not Supported", "", 27)
@@ -82,9 +87,13 @@ static const char *response_for(int status)
 void http_send_error(struct http_session *s, int status)
 {
     count_error(status);
-    bool started = false, maybe = false;
+    bool started = false;
+    int variant = 0;
     if (s->x) {
-        maybe = s->x->reached && (status == 502 || status == 504);
+        if (s->x->reached && (status == 502 || status == 504))
+            variant = MAYBE;
+        else if (status == 503 && attempt_pinned_down(&s->x->a))
+            variant = PINNED;
         http_request_done(s, status, "error");
         started = s->x->mid_response;
         http_exchange_free(s);
@@ -95,7 +104,7 @@ void http_send_error(struct http_session *s, int status)
     }
     buf_put(s->ib);
     s->ib = NULL;
-    s->err_msg = response_for(status + (maybe ? MAYBE : 0));
+    s->err_msg = response_for(status + variant);
     s->err_len = (uint16_t)strlen(s->err_msg);
     s->err_sent = 0;
     s->phase = PHASE_ERROR;

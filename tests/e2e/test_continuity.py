@@ -7,6 +7,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import RawHTTP, dc_state, free_port, stats, wait_until
 from helper_ws import TEXT, WSClient
 
@@ -311,3 +313,75 @@ listener web {{ listen 127.0.0.1:{port}; mode http; }}
     assert all(RawHTTP(port).request(f"/b{i}")[0] == 200 for i in range(10))
     wait_until(lambda: [s for s in dc_state(sp, "ams")["servers"]
                         if s["address"] == bad.addr][0]["up"], timeout=5, what="back after 1s")
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_affinity_strict_never_serves_a_session_elsewhere(env, store):
+    ams_port = free_port()
+    ams, fra = env.dcsim("ams", port=ams_port), env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    redis = ""
+    if store == "redis":
+        r = env.redis()
+        redis = f"redis 127.0.0.1:{r.port} {{ timeout 200ms; cache_ttl 100ms; }}"
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+{redis}
+datacenter ams {{ priority 1; server {ams.addr}; {FAST} }}
+datacenter fra {{ priority 2; server {fra.addr}; {FAST} }}
+listener web {{ listen 127.0.0.1:{port}; mode http; session cookie sid; affinity strict;
+               hold_timeout 0; }}
+""", wait=[port])
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    c = RawHTTP(port)
+
+    def get(sid):
+        return c.request("/", headers={"Cookie": f"sid={sid}"})
+
+    for i in range(200):
+        status, _, body = get(f"s{i}")
+        assert status == 200 and body.startswith(b"dc=ams")
+    ams.stop(signal.SIGKILL)
+    wait_until(lambda: not dc_state(sp, "ams")["healthy"], what="ams down")
+    for i in range(200):
+        c = RawHTTP(port)  # a 503 closes the connection
+        status, headers, body = get(f"s{i}")
+        assert status == 503, (i, status, body)
+        assert headers.get("edgegate-cause") == "session datacenter down"
+    c = RawHTTP(port)
+    status, _, body = get("newcomer")  # a new session goes where it can
+    assert status == 200 and body.startswith(b"dc=fra")
+    env.dcsim("ams", port=ams_port)
+    wait_until(lambda: dc_state(sp, "ams")["healthy"], what="ams back")
+    c = RawHTTP(port)
+    for i in range(200):
+        status, _, body = get(f"s{i}")
+        assert status == 200 and body.startswith(b"dc=ams"), (i, body)
+
+
+def test_affinity_strict_holds_a_session_until_its_datacenter_returns(env):
+    ams_port = free_port()
+    ams, fra = env.dcsim("ams", port=ams_port), env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ priority 1; server {ams.addr}; {FAST} }}
+datacenter fra {{ priority 2; server {fra.addr}; {FAST} }}
+listener web {{ listen 127.0.0.1:{port}; mode http; session cookie sid; affinity strict;
+               hold_timeout 10s; }}
+""", wait=[port])
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    assert RawHTTP(port).request("/", headers={"Cookie": "sid=x"})[2].startswith(b"dc=ams")
+    ams.stop(signal.SIGKILL)
+    wait_until(lambda: not dc_state(sp, "ams")["healthy"], what="ams down")
+    result = []
+    t = threading.Thread(target=lambda: result.append(
+        RawHTTP(port, timeout=15).request("/", headers={"Cookie": "sid=x"})))
+    t.start()
+    wait_until(lambda: stats(sp)["listeners"][0]["held_now"] == 1, what="held")
+    env.dcsim("ams", port=ams_port)
+    t.join(15)
+    status, _, body = result[0]
+    assert status == 200 and body.startswith(b"dc=ams"), body
