@@ -27,6 +27,7 @@ struct stats_counters {
     uint64_t inflight_moved_total;  /* in flight to a server when it was marked down */
     uint64_t invalid_responses_total; /* server answers that could not be passed on */
     uint64_t retry_budget_exhausted_total; /* retries refused: too many of late */
+    uint64_t hedges_total, hedges_won_total; /* second attempts (hedge_after), and those answering first */
     uint64_t client_errors_total;   /* requests that ended with an error the client saw */
     uint64_t reloads_total;
     uint64_t reload_failures_total;

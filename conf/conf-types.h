@@ -117,6 +117,7 @@ struct conf_listener {
     double hold_timeout;    /* how long traffic waits while no datacenter is up */
     int hold_max;           /* requests or connections held at once (0: no limit) */
     double try_timeout;     /* http: one attempt's first response byte (0: off) */
+    double hedge_after;     /* http: a second attempt when no answer came within it (0: off) */
     enum conf_pin pin;      /* affinity prefer|strict */
     double handshake_timeout;
     double request_timeout; /* http: a request head must arrive within it */
@@ -170,6 +171,7 @@ struct conf {
     char *stats_token;          /* bearer token required by the stats endpoint */
     size_t buffer_size;
     double drain_timeout;
+    int retry_budget;       /* retries and hedges, in percent of recent requests */
     struct conf_dc *dcs;
     int ndcs;
     struct conf_listener *lsns;

@@ -67,6 +67,11 @@ const struct conf_directive conf_directives[] = {
     {.name = "drain_timeout", .ctx = CTX_MAIN, .kind = KIND_DURATION, .def = "30s",
      CONF_AT(struct conf, drain_timeout),
      .help = "how long SIGTERM waits for open connections to finish"},
+    {.name = "retry_budget", .ctx = CTX_MAIN, .kind = KIND_INT, .min = 0, .max = 100,
+     .def = "20", CONF_AT(struct conf, retry_budget),
+     .help = "retries and hedges may add at most this percent of the requests of the last "
+             "10 seconds (and 10 at least), so that failing requests cannot multiply the load "
+             "on the servers that still answer"},
     {.name = "affinity", .ctx = CTX_MAIN, .kind = KIND_OPTIONS, .args = "OPTION VALUE ...",
      .help = "the in-memory affinity store, used without a redis block"},
     {.name = "size", .parent = "affinity", .ctx = CTX_MAIN, .kind = KIND_INT, .min = 1,
@@ -230,6 +235,10 @@ const struct conf_directive conf_directives[] = {
      CONF_AT(struct conf_listener, try_timeout),
      .help = "http: an attempt's first response byte must arrive within it, else an idempotent "
              "request goes to the next server; 0: off"},
+    {.name = "hedge_after", .ctx = CTX_LSN, .kind = KIND_DURATION, .def = "0",
+     CONF_AT(struct conf_listener, hedge_after),
+     .help = "http: an idempotent request without an answer after it goes to the next "
+             "datacenter too; the first answer wins; 0: off"},
     {.name = "affinity", .ctx = CTX_LSN, .kind = KIND_ENUM, .values = pins, .def = "prefer",
      CONF_AT(struct conf_listener, pin),
      .help = "prefer: a session follows to the nearest healthy datacenter while its own is "

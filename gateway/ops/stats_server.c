@@ -129,6 +129,7 @@ static const struct {
     COUNTER(connections_total), COUNTER(connections_active), COUNTER(requests_total),
     COUNTER(retries_total), COUNTER(failovers_total), COUNTER(inflight_moved_total),
     COUNTER(invalid_responses_total), COUNTER(retry_budget_exhausted_total),
+    COUNTER(hedges_total), COUNTER(hedges_won_total),
     COUNTER(client_errors_total),
     COUNTER(reloads_total), COUNTER(reload_failures_total), COUNTER(affinity_hits_total),
     COUNTER(affinity_misses_total), COUNTER(affinity_cache_hits_total),

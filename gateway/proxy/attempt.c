@@ -43,11 +43,11 @@ static struct upstream *take_up(struct attempt *a)
 
 /* ---- the retry budget ---- */
 
-/* Retries (and hedges) may add at most this share of the requests of the
- * last RETRY_WINDOW seconds, and always RETRY_MIN: a burst of failing
- * requests cannot multiply itself onto the servers that still answer. */
+/* Retries (and hedges) may add at most retry_budget percent of the
+ * requests of the last RETRY_WINDOW seconds, and always RETRY_MIN: a burst
+ * of failing requests cannot multiply itself onto the servers that still
+ * answer. */
 #define RETRY_WINDOW 10
-#define RETRY_SHARE 0.2
 #define RETRY_MIN 10
 
 static struct {
@@ -76,7 +76,7 @@ static bool budget_allows_retry(void)
             requests += budget.requests[i];
             retries += budget.retries[i];
         }
-    if (retries >= RETRY_MIN && retries >= requests * RETRY_SHARE) {
+    if (retries >= RETRY_MIN && retries * 100 >= requests * (unsigned)gw.gen->conf->retry_budget) {
         counters->retry_budget_exhausted_total++;
         return false;
     }
@@ -215,12 +215,21 @@ void attempt_start(struct attempt *a)
 
 /* ---- connecting ---- */
 
+static void drop_hedge(struct attempt *a)
+{
+    upstream_close(a->hedge);
+    a->hedge = NULL;
+    a->hedge_ready = false;
+}
+
 static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     struct attempt *a = w->data;
     bool rd, wr;
     sk_ready(&a->up->sk, revents, &rd, &wr);
+    if (rd && a->hedge)
+        drop_hedge(a); /* the first connection answers first */
     a->ops->server_io(a, rd, wr);
 }
 
@@ -353,6 +362,7 @@ static const char *fault_name(enum attempt_fault f)
 
 void attempt_failed(struct attempt *a, enum attempt_fault fault, int status)
 {
+    drop_hedge(a);
     struct upstream *u = take_up(a);
     struct srv *s = u ? u->srv : NULL;
     bool race = stale(u, a, fault);
@@ -385,6 +395,83 @@ void attempt_failed(struct attempt *a, enum attempt_fault fault, int status)
     if (next_server(a))
         return;
     no_server(a, status);
+}
+
+/* ---- hedging ---- */
+
+static void on_hedge_io(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The hedge answered first: it takes the first connection's place. */
+static void hedge_wins(struct attempt *a)
+{
+    struct upstream *u = a->hedge;
+    a->hedge = NULL;
+    a->hedge_ready = false;
+    upstream_close(take_up(a));
+    set_up(a, u);
+    ev_set_cb(&u->sk.io, on_server_io);
+    u->sk.io.data = a;
+    counters->hedges_won_total++;
+    a->ops->hedge_won(a);
+}
+
+static void on_hedge_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct attempt *a = w->data;
+    if (!a->hedge_ready) {
+        int rc = upstream_connected(a->hedge);
+        if (rc == EG_AGAIN) {
+            sk_want_raw(gw.loop, &a->hedge->sk, a->hedge->sk.hs_ev);
+            return;
+        }
+        a->hedge_ready = rc == EG_OK;
+        if (a->hedge_ready)
+            a->hedge->requests++;
+        if (!a->hedge_ready || !a->ops->hedge_write(a))
+            drop_hedge(a);
+        return;
+    }
+    bool rd, wr;
+    sk_ready(&a->hedge->sk, revents, &rd, &wr);
+    if (rd) {
+        hedge_wins(a);
+        return;
+    }
+    if (wr && !a->ops->hedge_write(a))
+        drop_hedge(a);
+}
+
+bool attempt_hedge(struct attempt *a)
+{
+    if (a->hedge || a->rt.pinned || a->private_conn)
+        return false;
+    /* The next datacenter: this one is as slow for the hedge as for us. */
+    struct route r = a->rt;
+    if (r.nleft < (int)ARRAY_LEN(r.dcs_left))
+        r.dcs_left[r.nleft++] = r.dc;
+    r.dc = NULL;
+    struct srv *s = route_next(a->c->gen, cl_of(a), &r);
+    if (!s || !budget_allows_retry())
+        return false;
+    struct upstream *u = upstream_pool_take(s);
+    bool pooled = u != NULL;
+    if (!u && !(u = upstream_open(s)))
+        return false;
+    a->rt = r;
+    a->hedge = u;
+    a->hedge_ready = pooled;
+    counters->hedges_total++;
+    ev_set_cb(&u->sk.io, on_hedge_io);
+    u->sk.io.data = a;
+    if (pooled) {
+        u->requests++;
+        if (!a->ops->hedge_write(a))
+            drop_hedge(a);
+    } else {
+        sk_want_raw(gw.loop, &u->sk, EV_WRITE);
+    }
+    return true;
 }
 
 void attempt_answered(struct attempt *a, int status)
@@ -442,6 +529,7 @@ bool attempt_timeout(struct attempt *a)
 
 void attempt_cancel(struct attempt *a)
 {
+    drop_hedge(a);
     if (a->state == ATTEMPT_ROUTE)
         affinity_cancel(&a->aff);
     unhold(a);
@@ -460,6 +548,7 @@ static void on_kept_io(struct ev_loop *loop, ev_io *w, int revents)
 
 void attempt_release(struct attempt *a, bool reusable)
 {
+    drop_hedge(a);
     struct upstream *u = take_up(a);
     a->state = ATTEMPT_IDLE;
     if (!reusable) {

@@ -62,6 +62,13 @@ struct attempt_ops {
     void (*waiting)(struct attempt *a);
     /* The ready server connection can be read (RD) or written (WR). */
     void (*server_io)(struct attempt *a, bool rd, bool wr);
+    /* Hedging (attempt_hedge): the hedge connection a->hedge is ready, or
+     * writable again: the mode writes the request on it. Returns false when
+     * it cannot (the hedge is then dropped). */
+    bool (*hedge_write)(struct attempt *a);
+    /* The hedge answered first and is now a->up (the first connection was
+     * closed): the mode carries on with it. */
+    void (*hedge_won)(struct attempt *a);
     /* The server of the ready connection was marked down: the mode moves
      * what has not reached the client yet (attempt_failed with FAULT_DOWN),
      * answers what cannot move, or closes a tunnel. */
@@ -77,6 +84,8 @@ struct attempt {
     bool charged;               /* a server's health was charged for this request */
     bool private_conn;          /* never from or to the pool (tcp mode, send_proxy) */
     struct upstream *up;        /* connecting (CONNECT) or carrying the exchange (READY) */
+    struct upstream *hedge;     /* a second connection, to the next datacenter, racing up */
+    bool hedge_ready;           /* the hedge connection is open: the request goes out on it */
     struct upstream **kept;     /* private_conn: where the client keeps its idle server
                                  * connection between requests (NULL: it keeps none) */
     ev_tstamp hold_since;       /* when holding started (0: not held yet) */
@@ -103,6 +112,11 @@ void attempt_start(struct attempt *a);
  * keep-alive race); the request goes to the next server when
  * ops->replayable and the retry budget allow, else ops->give_up(STATUS). */
 void attempt_failed(struct attempt *a, enum attempt_fault fault, int status);
+/* Sends the request a second time, to the next datacenter, while the ready
+ * connection still has not answered (hedge_after): the first answer wins,
+ * the other connection is closed without charging its server. False when
+ * no other datacenter or the retry budget allows it. */
+bool attempt_hedge(struct attempt *a);
 /* The ready connection's server answered STATUS (outlier detection). When
  * that ejects the server, the other attempts on it move; this one, which
  * has its answer, stays. */

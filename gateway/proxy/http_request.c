@@ -98,6 +98,20 @@ static uint32_t outgoing_head_len(struct http_session *s)
     return total;
 }
 
+static bool idempotent(const struct http_exchange *x)
+{
+    return http_method_idempotent(x->method) || (x->req.flags & HF_IDEMPOTENCY);
+}
+
+/* Whether a second attempt may race this one: hedge_after is set, the
+ * request is idempotent and whole in ib, and nothing of an answer came. */
+static bool may_hedge(const struct http_session *s)
+{
+    const struct http_exchange *x = s->x;
+    return s->c.cl->hedge_after > 0 && !x->a.hedge && idempotent(x) &&
+           x->req_state == REQ_DONE && !x->replay_off && !x->resp_started && !x->ob;
+}
+
 /* How long the server has for its first response byte: response_timeout,
  * or try_timeout for a request that may go to another server afterwards
  * (idempotent, and not on its last try). */
@@ -105,8 +119,7 @@ static double answer_timeout(const struct http_session *s)
 {
     const struct conf_listener *cl = s->c.cl;
     const struct http_exchange *x = s->x;
-    bool another = x->a.tries <= cl->retries &&
-                   (http_method_idempotent(x->method) || (x->req.flags & HF_IDEMPOTENCY));
+    bool another = x->a.tries <= cl->retries && idempotent(x);
     if (cl->try_timeout > 0 && another)
         return MIN(cl->try_timeout, cl->response_timeout);
     return cl->response_timeout;
@@ -130,9 +143,13 @@ bool http_flush_request(struct http_session *s)
         x->reached = true;
         x->a.up->srv->st->bytes_out += (uint64_t)w;
         counters->bytes_out_total += (uint64_t)w;
-        /* All out: from now on the server has until answer_deadline(). */
-        if (x->req_state == REQ_DONE && !http_request_unsent(x) && x->resp_state < RESP_BODY)
-            conn_deadline(&s->c, ev_now(gw.loop) + answer_timeout(s));
+        /* All out: from now on the server has answer_timeout() to answer,
+         * and past hedge_after the request goes to another one too. */
+        if (x->req_state == REQ_DONE && !http_request_unsent(x) && x->resp_state < RESP_BODY) {
+            x->answer_at = ev_now(gw.loop) + answer_timeout(s);
+            double hedge = may_hedge(s) ? ev_now(gw.loop) + s->c.cl->hedge_after : x->answer_at;
+            conn_deadline(&s->c, MIN(x->answer_at, hedge));
+        }
     }
     return true;
 }
@@ -243,7 +260,7 @@ static bool replayable(const struct attempt *a)
         return false;
     if (!x->reached)
         return true;
-    return http_method_idempotent(x->method) || (x->req.flags & HF_IDEMPOTENCY);
+    return idempotent(x);
 }
 
 static void on_waiting(struct attempt *a) { http_update_interest(session_of(a)); }
@@ -266,9 +283,35 @@ static void on_server_down(struct attempt *a)
         attempt_failed(a, FAULT_DOWN, 502);
 }
 
+/* Writes the request on the hedge connection, as on the first one. */
+static bool on_hedge_write(struct attempt *a)
+{
+    struct http_session *s = session_of(a);
+    struct http_exchange *x = s->x;
+    struct iovec iov[MAX_IOV];
+    if (x->hedge_sent < http_out_total(x)) {
+        int n = build_iov(s, iov, x->hedge_sent);
+        ssize_t w = sk_writev(&a->hedge->sk, iov, n);
+        if (w == EG_ERR)
+            return false;
+        if (w > 0)
+            x->hedge_sent += (uint32_t)w;
+    }
+    sk_want(gw.loop, &a->hedge->sk, true, x->hedge_sent < http_out_total(x));
+    return true;
+}
+
+static void on_hedge_won(struct attempt *a)
+{
+    struct http_session *s = session_of(a);
+    s->x->req_sent = s->x->hedge_sent;
+    http_update_interest(s);
+}
+
 const struct attempt_ops http_attempt_ops = {
     .ready = on_ready, .give_up = on_give_up, .replayable = replayable, .waiting = on_waiting,
-    .server_io = on_server_io, .server_down = on_server_down,
+    .server_io = on_server_io, .hedge_write = on_hedge_write, .hedge_won = on_hedge_won,
+    .server_down = on_server_down,
 };
 
 /* ---- the request head ---- */
@@ -514,6 +557,13 @@ void http_request_timeout(struct http_session *s)
     }
     if (x->a.state != ATTEMPT_READY) {
         http_free(s, false);
+        return;
+    }
+    if (ev_now(gw.loop) < x->answer_at) { /* hedge_after, not the answer's deadline */
+        x->hedge_sent = 0;
+        if (may_hedge(s))
+            attempt_hedge(&x->a);
+        conn_deadline(&s->c, x->answer_at);
         return;
     }
     if (x->resp_state >= RESP_BODY || x->resp_started) {

@@ -79,9 +79,11 @@ struct http_exchange {
     uint8_t pp_len;             /* PROXY header opening this attempt's connection */
     struct buf *ob;             /* response bytes */
     ev_tstamp start;            /* first byte of the head */
+    ev_tstamp answer_at;        /* the server must have answered by then */
     uint64_t tx_req, tx_resp;   /* request bytes to the server, response bytes out */
     uint32_t req_len;           /* bytes of this request in ib, from ib->head */
     uint32_t req_sent;          /* bytes of the outgoing request already written */
+    uint32_t hedge_sent;        /* the same, on the hedge connection */
     uint32_t ohl;               /* length of the outgoing head */
     uint32_t ob_end;            /* ob: end of the current response's bytes */
     struct pump up, down;       /* TUNNEL: client to server, server to client */

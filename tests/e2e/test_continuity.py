@@ -385,3 +385,94 @@ listener web {{ listen 127.0.0.1:{port}; mode http; session cookie sid; affinity
     t.join(15)
     status, _, body = result[0]
     assert status == 200 and body.startswith(b"dc=ams"), body
+
+
+class HalfSlow:
+    """An HTTP server answering every other request 2 s late (a datacenter
+    gone gray), its health check at once."""
+
+    def __init__(self, name):
+        self.name, self.n = name, 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        buf = b""
+        with c:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        data = c.recv(4096)
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                if head.split(b" ")[1] != b"/health":
+                    with self.lock:
+                        self.n += 1
+                        slow = self.n % 2 == 0
+                    if slow:
+                        time.sleep(2)
+                body = b"dc=" + self.name.encode() + b"\n"
+                try:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                except OSError:
+                    return
+
+
+def p99_through(env, hedge, per_client):
+    ams, fra = HalfSlow("ams"), env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    # Half the answers are late: hedging them takes more than the default
+    # retry budget of 20 %.
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+retry_budget 60;
+datacenter ams {{ priority 1; server {ams.addr}; {FAST} }}
+datacenter fra {{ priority 2; server {fra.addr}; {FAST} }}
+listener web {{ listen 127.0.0.1:{port}; mode http; hedge_after {hedge}; }}
+""", wait=[port], name=f"edgegate-{hedge}")
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    took = []
+
+    def client(k):
+        c = RawHTTP(port, timeout=10)
+        for i in range(per_client):
+            t0 = time.time()
+            assert c.request(f"/{k}/{i}")[0] == 200
+            took.append(time.time() - t0)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    took.sort()
+    return took[int(len(took) * 0.99) - 1], len(took), stats(sp)["counters"]
+
+
+def test_hedging_cuts_the_tail_of_a_datacenter_gone_gray(env):
+    p99_off, n_off, _ = p99_through(env, "0", 8)
+    p99_on, n_on, counters = p99_through(env, "50ms", 25)
+    print(f"p99 without hedging {p99_off * 1000:.0f} ms, with hedge_after 50ms "
+          f"{p99_on * 1000:.0f} ms over {n_on} requests; hedges {counters['hedges_total']}, "
+          f"won {counters['hedges_won_total']}")
+    assert (n_off, n_on) == (32, 100)
+    assert p99_off > 1.5
+    assert p99_on < 0.1
+    assert counters["hedges_won_total"] > 0
