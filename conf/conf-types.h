@@ -72,6 +72,9 @@ struct conf_dc {
     int passive_5xx;        /* consecutive 502/503/504 answers that eject a server (0: off) */
     double passive_eject;   /* the first ejection's length; each repeat doubles it */
     int max_ejected;        /* percent of the servers that may be ejected at once */
+    int spill_threshold;    /* percent of capacity below which new sessions spill over */
+    int panic_threshold;    /* percent of capacity below which down servers are used too */
+    double slow_start;      /* new sessions ramp back over it once the datacenter returns */
     double resolve_interval;
 };
 

@@ -181,6 +181,19 @@ const struct conf_directive conf_directives[] = {
      .flags = F_POSITIVE, .def = "10s", CONF_AT(struct conf_dc, passive_eject),
      .help = "how long an ejected server stays out the first time; each repeat doubles it, up "
              "to ten times"},
+    {.name = "spill_threshold", .ctx = CTX_DC, .kind = KIND_INT, .min = 0, .max = 100,
+     .def = "70", CONF_AT(struct conf_dc, spill_threshold),
+     .help = "percent: below this share of its servers' weight up, a proportional share of new "
+             "sessions (by a hash of the session key, the same on every gateway) goes to the "
+             "next-nearest datacenter; 0: off"},
+    {.name = "panic_threshold", .ctx = CTX_DC, .kind = KIND_INT, .min = 0, .max = 100,
+     .def = "0", CONF_AT(struct conf_dc, panic_threshold),
+     .help = "percent: below this share of its servers' weight up, servers marked down are "
+             "used too rather than overloading the few left; 0: off"},
+    {.name = "slow_start", .ctx = CTX_DC, .kind = KIND_DURATION, .def = "0",
+     CONF_AT(struct conf_dc, slow_start),
+     .help = "once the datacenter is healthy again, the share of new sessions it takes back "
+             "grows from none to all over this time (by session key hash); 0: at once"},
     {.name = "max_ejected", .ctx = CTX_DC, .kind = KIND_INT, .min = 0, .max = 100, .def = "50",
      CONF_AT(struct conf_dc, max_ejected),
      .help = "percent of a datacenter's servers outlier detection may eject at once (one at "

@@ -396,12 +396,12 @@ static struct dc *resolve_memory(const struct gen *g, const struct conf_listener
                                  const char *key, size_t len)
 {
     struct affinity_ent *e = lookup(key, len);
-    struct dc *nearest = route_nearest(g, cl);
     if (e) {
         counters->affinity_hits_total++;
         e->expires = ev_now(affinity_loop) + cfg.ttl;
-        return settle(e, g, cl, nearest);
+        return settle(e, g, cl, route_nearest(g, cl));
     }
+    struct dc *nearest = route_new_session(g, cl, key, len, ev_now(affinity_loop));
     if (nearest) {
         counters->affinity_misses_total++;
         e = table_insert(key, len);
@@ -429,7 +429,7 @@ bool affinity_resolve(struct affinity_req *r, struct gen *g, const struct conf_l
         *out = dc;
         return true;
     }
-    struct dc *nearest = route_nearest(g, cl);
+    struct dc *nearest = route_new_session(g, cl, key, len, ev_now(affinity_loop));
     if (!nearest) {
         *out = NULL; /* nothing healthy: the caller holds the traffic */
         return true;

@@ -1,5 +1,6 @@
 #include "gateway/balance/route.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* A new nearest datacenter must beat the current one by both margins, so
@@ -72,6 +73,50 @@ bool route_any_healthy(const struct gen *g, const struct conf_listener *cl)
     return nearest(g, cl, NULL) != NULL;
 }
 
+static uint64_t hrw_score(const char *key, size_t len, const char *name);
+
+/* The weighted share of a datacenter's servers that are up, 0 to 1. */
+static double capacity(const struct dc *dc)
+{
+    int all = 0;
+    for (int i = 0; i < dc->nsrvs; i++)
+        all += dc->srvs[i]->weight;
+    return all > 0 ? (double)up_weight(dc) / all : 0;
+}
+
+double route_giveaway(const struct dc *dc, double now)
+{
+    const struct conf_dc *cd = dc->cd;
+    double keep = 1;
+    double spill = cd->spill_threshold / 100.0;
+    if (spill > 0 && capacity(dc) < spill)
+        keep = capacity(dc) / spill;
+    /* Slow start is for a return: not for the first time up, at start. */
+    double since = now - dc->changed_at;
+    if (cd->slow_start > 0 && since < cd->slow_start && dc->transitions > 1)
+        keep *= MAX(since, 0) / cd->slow_start;
+    return 1 - keep;
+}
+
+struct dc *route_new_session(const struct gen *g, const struct conf_listener *cl,
+                             const char *key, size_t len, double now)
+{
+    struct dc *first = nearest(g, cl, NULL);
+    if (!first)
+        return NULL;
+    double share = route_giveaway(first, now);
+    if (share <= 0)
+        return first;
+    /* The same sessions spill on every gateway; without a key, any may. */
+    double u = key ? (double)(hrw_score(key, len, "spill") >> 11) / (double)(1ULL << 53)
+                   : (double)random() / ((double)RAND_MAX + 1);
+    if (u >= share)
+        return first;
+    struct route r = {.nleft = 1, .dcs_left = {first}};
+    struct dc *next = nearest(g, cl, &r);
+    return next ? next : first;
+}
+
 static uint64_t mix64(uint64_t x)
 {
     x ^= x >> 30;
@@ -128,9 +173,11 @@ static struct srv *pick_server(struct dc *dc, struct route *r)
 {
     struct srv *best = NULL;
     int total = 0;
+    /* Panic: too few servers left to carry the load, use them all. */
+    bool panic = capacity(dc) * 100 < dc->cd->panic_threshold;
     for (int i = 0; i < dc->nsrvs; i++) {
         struct srv *s = dc->srvs[i];
-        if (!s->up || srv_tried(r, s))
+        if ((!s->up && !panic) || srv_tried(r, s))
             continue;
         s->cur_weight += s->weight;
         total += s->weight;

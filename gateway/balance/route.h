@@ -19,6 +19,15 @@ struct route {
 /* The datacenter a new session goes to, NULL when none of the listener's
  * datacenters is healthy. */
 struct dc *route_nearest(const struct gen *g, const struct conf_listener *cl);
+/* The datacenter of a new session (KEY may be NULL): the nearest healthy
+ * one, unless it gives this session away, to the next-nearest: a share of
+ * new sessions spills over while it is short of servers (spill_threshold)
+ * and while it ramps back after an outage (slow_start). Sessions are picked
+ * by a hash of their key, the same on every gateway. NOW: the loop's time. */
+struct dc *route_new_session(const struct gen *g, const struct conf_listener *cl,
+                             const char *key, size_t len, double now);
+/* The share of new sessions DC gives away now, 0 to 1. */
+double route_giveaway(const struct dc *dc, double now);
 /* Rendezvous hashing of a session key over the healthy datacenters of the
  * best priority: gateways that cannot share state still agree. */
 struct dc *route_hrw(const struct gen *g, const struct conf_listener *cl, const char *key,

@@ -195,12 +195,14 @@ static void route(struct attempt *a)
 {
     a->state = ATTEMPT_ROUTE;
     struct dc *dc = NULL;
-    if (a->key) {
-        a->aff.done = on_affinity;
-        if (!affinity_resolve(&a->aff, a->c->gen, cl_of(a), a->key, a->keylen, &dc)) {
-            a->ops->waiting(a);
-            return;
-        }
+    if (!a->key) { /* every request is a new session */
+        route_to(a, route_new_session(a->c->gen, cl_of(a), NULL, 0, ev_now(gw.loop)));
+        return;
+    }
+    a->aff.done = on_affinity;
+    if (!affinity_resolve(&a->aff, a->c->gen, cl_of(a), a->key, a->keylen, &dc)) {
+        a->ops->waiting(a);
+        return;
     }
     route_to(a, dc);
 }

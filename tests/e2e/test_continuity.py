@@ -476,3 +476,80 @@ def test_hedging_cuts_the_tail_of_a_datacenter_gone_gray(env):
     assert p99_off > 1.5
     assert p99_on < 0.1
     assert counters["hedges_won_total"] > 0
+
+
+def spill_gateway(env, ams, fra, name):
+    port, sp = free_port(), free_port()
+    servers = "".join(f" server {a.addr};" for a in ams)
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ priority 1;{servers} {FAST} }}
+datacenter fra {{ priority 2; server {fra.addr}; {FAST} }}
+listener web {{ listen 127.0.0.1:{port}; mode http; session cookie sid; }}
+""", wait=[port], name=name)
+    return port, sp
+
+
+def where(port, keys):
+    c = RawHTTP(port)
+    out = {}
+    for k in keys:
+        out[k] = c.request("/", headers={"Cookie": f"sid={k}"})[2][3:6]
+    return out
+
+
+def test_spill_over_moves_the_same_share_of_new_sessions_on_every_gateway(env):
+    ams = [env.dcsim("ams") for _ in range(4)]
+    fra = env.dcsim("fra")
+    gws = [spill_gateway(env, ams, fra, f"gw{i}") for i in range(2)]
+    for _, sp in gws:
+        wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+                   what="both up")
+    ams[0].stop(signal.SIGKILL)
+    ams[1].stop(signal.SIGKILL)
+    for _, sp in gws:
+        wait_until(lambda: sum(s["up"] for s in dc_state(sp, "ams")["servers"]) == 2,
+                   what="two of four ams servers down")
+    keys = [f"k{i}" for i in range(1000)]
+    first = where(gws[0][0], keys)
+    second = where(gws[1][0], keys)
+    spilled = sum(v == b"fra" for v in first.values()) / len(keys)
+    print(f"capacity 50 % under spill_threshold 70: {spilled:.1%} of 1,000 new sessions "
+          f"spilled (expected {1 - 0.5 / 0.7:.1%}); both gateways agree on "
+          f"{sum(first[k] == second[k] for k in keys)} of {len(keys)}")
+    assert abs(spilled - (1 - 0.5 / 0.7)) < 0.05
+    assert first == second
+    # Existing sessions keep their datacenter when more servers go.
+    assert where(gws[0][0], keys[:100]) == {k: first[k] for k in keys[:100]}
+
+
+def test_slow_start_ramps_new_sessions_back(env):
+    ams_port = free_port()
+    ams, fra = env.dcsim("ams", port=ams_port), env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ priority 1; server {ams.addr}; slow_start 2s;
+                 check http /health interval 100ms timeout 100ms rise 1 fall 1; }}
+datacenter fra {{ priority 2; server {fra.addr}; {FAST} }}
+listener web {{ listen 127.0.0.1:{port}; mode http; }}
+""", wait=[port])
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    ams.stop(signal.SIGKILL)
+    wait_until(lambda: not dc_state(sp, "ams")["healthy"], what="ams down")
+    env.dcsim("ams", port=ams_port)
+    wait_until(lambda: dc_state(sp, "ams")["healthy"], what="ams back")
+    back = time.time()
+    c = RawHTTP(port)
+    buckets = {}  # half-second since the return: [requests, in ams]
+    while time.time() - back < 2.5:
+        b = int((time.time() - back) * 2) / 2
+        n = buckets.setdefault(b, [0, 0])
+        n[0] += 1
+        n[1] += c.request("/")[2].startswith(b"dc=ams")
+    shares = [(b, n[1] / n[0]) for b, n in sorted(buckets.items())]
+    print("new requests back in ams: " + ", ".join(f"{b:.1f}s {v:.0%}" for b, v in shares))
+    assert shares[0][1] < 0.35             # 0 to 0.5 s: about 12 %
+    assert 0.3 < shares[2][1] < 0.75       # 1 to 1.5 s: about 62 %
+    assert shares[-1][1] == 1.0            # 2 s on: all of them
