@@ -39,7 +39,9 @@ static const char script[] =
     "local home = redis.call('GET', KEYS[2])\n"
     "local ok = {}\n"
     "for i = 4, #ARGV do ok[ARGV[i]] = true end\n"
-    "if ARGV[3] == '1' and home and ok[home] then\n"
+    "local back = {}\n"
+    "for name in string.gmatch(ARGV[3], '[^,]+') do back[name] = true end\n"
+    "if home and back[home] and ok[home] then\n"
     "  redis.call('SET', KEYS[1], home, 'EX', ARGV[2])\n"
     "  redis.call('DEL', KEYS[2])\n"
     "  return {home, '', 'failback'}\n"
@@ -223,12 +225,22 @@ static bool strict(const struct conf_listener *cl) { return cl->pin == PIN_STRIC
 /* The entry's datacenter when the routing rules let it be used as it is:
  * healthy, and not due back home (failback on, home healthy again); with
  * `affinity strict`, whatever its health. */
+/* The session's home when it is due back there (failback on). */
+static struct dc *due_home(const struct affinity_ent *e, const struct gen *g,
+                           const struct conf_listener *cl)
+{
+    struct dc *home = cl->failback ? healthy_by_name(g, cl, e->home) : NULL;
+    if (home && route_takes_back(home, e->key, e->klen, ev_now(affinity_loop)))
+        return home;
+    return NULL;
+}
+
 static struct dc *usable(const struct affinity_ent *e, const struct gen *g,
                          const struct conf_listener *cl)
 {
     if (strict(cl))
         return dc_by_name(g, cl, e->dc);
-    if (cl->failback && healthy_by_name(g, cl, e->home))
+    if (due_home(e, g, cl))
         return NULL;
     return healthy_by_name(g, cl, e->dc);
 }
@@ -240,7 +252,7 @@ static struct dc *settle(struct affinity_ent *e, const struct gen *g, const stru
 {
     if (strict(cl))
         return dc_by_name(g, cl, e->dc);
-    struct dc *home = cl->failback ? healthy_by_name(g, cl, e->home) : NULL;
+    struct dc *home = due_home(e, g, cl);
     if (home) {
         counters->failbacks_total++;
         set_name(e->dc, home->name);
@@ -345,6 +357,23 @@ static void on_script(void *ctx, const redisReply *reply)
     r->done(r, dc); /* may free r: last */
 }
 
+/* The datacenters that take session KEY back home now (failback), as the
+ * script's comma-separated list. */
+static size_t failback_list(const struct gen *g, const struct conf_listener *cl, const char *key,
+                            size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; cl->failback && i < cl->ndcs; i++) {
+        const struct dc *dc = g->dcs[cl->dcs[i]];
+        if (route_takes_back(dc, key, len, ev_now(affinity_loop)))
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", dc->name);
+        if (n >= cap)
+            return cap - 1;
+    }
+    return n;
+}
+
 /* Sends the script for KEY with CHOICE as the datacenter for a new session
  * or a failover. Returns false when Redis cannot take it now. */
 static bool call_script(struct affinity_req *r, const struct gen *g, const struct conf_listener *cl,
@@ -370,8 +399,9 @@ static bool call_script(struct affinity_req *r, const struct gen *g, const struc
     n++;
     argl[n] = (size_t)snprintf(ttl, sizeof(ttl), "%.0f", cfg.ttl);
     argv[n++] = ttl;
-    argv[n] = cl->failback ? "1" : "0";
-    argl[n++] = 1;
+    char back[CONF_NAME_MAX * 8];
+    argv[n] = back;
+    argl[n++] = failback_list(g, cl, key, len, back, sizeof(back));
     for (int i = 0; i < cl->ndcs && n < (int)ARRAY_LEN(argv) - 4; i++) {
         const struct dc *dc = g->dcs[cl->dcs[i]];
         /* Strict sessions stay where they are: to the script, every

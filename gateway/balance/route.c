@@ -98,6 +98,16 @@ double route_giveaway(const struct dc *dc, double now)
     return 1 - keep;
 }
 
+double route_key_share(const char *key, size_t len)
+{
+    return (double)(hrw_score(key, len, "spill") >> 11) / (double)(1ULL << 53);
+}
+
+bool route_takes_back(const struct dc *dc, const char *key, size_t len, double now)
+{
+    return dc->healthy && route_key_share(key, len) >= route_giveaway(dc, now);
+}
+
 struct dc *route_new_session(const struct gen *g, const struct conf_listener *cl,
                              const char *key, size_t len, double now)
 {
@@ -108,8 +118,7 @@ struct dc *route_new_session(const struct gen *g, const struct conf_listener *cl
     if (share <= 0)
         return first;
     /* The same sessions spill on every gateway; without a key, any may. */
-    double u = key ? (double)(hrw_score(key, len, "spill") >> 11) / (double)(1ULL << 53)
-                   : (double)random() / ((double)RAND_MAX + 1);
+    double u = key ? route_key_share(key, len) : (double)random() / ((double)RAND_MAX + 1);
     if (u >= share)
         return first;
     struct route r = {.nleft = 1, .dcs_left = {first}};

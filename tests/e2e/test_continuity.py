@@ -553,3 +553,44 @@ listener web {{ listen 127.0.0.1:{port}; mode http; }}
     assert shares[0][1] < 0.35             # 0 to 0.5 s: about 12 %
     assert 0.3 < shares[2][1] < 0.75       # 1 to 1.5 s: about 62 %
     assert shares[-1][1] == 1.0            # 2 s on: all of them
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_failback_brings_pinned_sessions_home_gradually(env, store):
+    ams_port = free_port()
+    ams, fra = env.dcsim("ams", port=ams_port), env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    redis = ""
+    if store == "redis":
+        r = env.redis()
+        redis = f"redis 127.0.0.1:{r.port} {{ timeout 200ms; cache_ttl 50ms; }}"
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+{redis}
+datacenter ams {{ priority 1; server {ams.addr}; slow_start 2s;
+                 check http /health interval 100ms timeout 100ms rise 1 fall 1; }}
+datacenter fra {{ priority 2; server {fra.addr}; {FAST} }}
+listener web {{ listen 127.0.0.1:{port}; mode http; session cookie sid; failback on; }}
+""", wait=[port])
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    keys = [f"p{i}" for i in range(200)]
+    assert set(where(port, keys).values()) == {b"ams"}
+    ams.stop(signal.SIGKILL)
+    wait_until(lambda: not dc_state(sp, "ams")["healthy"], what="ams down")
+    assert set(where(port, keys).values()) == {b"fra"}
+    env.dcsim("ams", port=ams_port)
+    wait_until(lambda: dc_state(sp, "ams")["healthy"], what="ams back")
+    back = time.time()
+    shares = []
+    while time.time() - back < 2.6:
+        t = time.time() - back
+        shares.append((t, sum(v == b"ams" for v in where(port, keys).values()) / len(keys)))
+    marks = {}
+    for t, v in shares:
+        marks.setdefault(int(t * 2) / 2, v)
+    print(f"{store}: sessions back home: " + ", ".join(f"{t:.1f}s {v:.0%}" for t, v in
+                                                       sorted(marks.items())))
+    assert shares[0][1] < 0.4
+    assert shares[-1][1] == 1.0
+    assert all(b[1] >= a[1] for a, b in zip(shares, shares[1:]))  # once home, they stay
