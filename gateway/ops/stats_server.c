@@ -15,6 +15,7 @@
 #include "gateway/balance/affinity.h"
 #include "base/buffer.h"
 #include "gateway/balance/generation.h"
+#include "gateway/balance/route.h"
 #include "proto/http.h"
 #include "base/log.h"
 #include "gateway/balance/redis.h"
@@ -94,10 +95,10 @@ static void json_dc(struct sbuf *b, const struct dc *dc, ev_tstamp now)
     sbuf_printf(b,
                 ", \"nearest\": %s, \"servers_up\": %d, \"min_servers\": %d, "
                 "\"transitions_total\": %lu, \"since_s\": %.0f, \"sessions_total\": %lu, "
-                "\"requests_total\": %lu, \"servers\": [",
+                "\"requests_total\": %lu, \"new_sessions_given_away\": %.3f, \"servers\": [",
                 jbool(dc->leader), dc->nup, dc->cd->min_servers, (unsigned long)dc->transitions,
                 now - dc->changed_at, (unsigned long)r.sessions_total,
-                (unsigned long)r.requests_total);
+                (unsigned long)r.requests_total, dc->healthy ? route_giveaway(dc, now) : 1.0);
     for (int i = 0; i < dc->nsrvs; i++) {
         sbuf_add(b, i ? ", " : "", i ? 2 : 0);
         json_server(b, dc, dc->srvs[i]);
@@ -237,6 +238,12 @@ static void prom_datacenters(struct sbuf *b)
         if (g->dcs[i]->rtt_ms >= 0)
             sbuf_printf(b, "edgegate_datacenter_rtt_seconds{dc=\"%s\"} %.6f\n", g->dcs[i]->name,
                         g->dcs[i]->rtt_ms / 1000);
+    prom_head(b, "datacenter_new_sessions_given_away", "gauge",
+              "share of new sessions sent to the next datacenter (spill-over, slow start)");
+    for (int i = 0; i < g->ndcs; i++)
+        sbuf_printf(b, "edgegate_datacenter_new_sessions_given_away{dc=\"%s\"} %.3f\n",
+                    g->dcs[i]->name,
+                    g->dcs[i]->healthy ? route_giveaway(g->dcs[i], ev_now(gw.loop)) : 1.0);
     prom_head(b, "datacenter_requests_total", "counter", "requests routed to the datacenter");
     for (int i = 0; i < g->ndcs; i++) {
         struct stats_dc_row r;
