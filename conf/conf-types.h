@@ -121,6 +121,8 @@ struct conf_listener {
     int hold_max;           /* requests or connections held at once (0: no limit) */
     double try_timeout;     /* http: one attempt's first response byte (0: off) */
     double hedge_after;     /* http: a second attempt when no answer came within it (0: off) */
+    size_t body_min_rate;   /* http: bytes per second a request body must keep up (0: off) */
+    size_t buffer_request;  /* http: body bytes received before a server is chosen (0: off) */
     enum conf_pin pin;      /* affinity prefer|strict */
     double handshake_timeout;
     double request_timeout; /* http: a request head must arrive within it */

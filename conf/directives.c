@@ -278,6 +278,14 @@ const struct conf_directive conf_directives[] = {
     {.name = "replay_buffer", .ctx = CTX_LSN, .kind = KIND_SIZE, .min = 0, .max = 64 * MiB,
      .def = "64k", CONF_AT(struct conf_listener, replay_buffer),
      .help = "request bodies up to this size are kept to be replayed on failover"},
+    {.name = "body_min_rate", .ctx = CTX_LSN, .kind = KIND_SIZE, .min = 0, .max = 1024 * MiB,
+     .def = "0", CONF_AT(struct conf_listener, body_min_rate),
+     .help = "http: bytes per second a request body must average after its first 2 seconds, "
+             "else 408 (a slow sender holds no server connection for long); 0: off"},
+    {.name = "buffer_request", .ctx = CTX_LSN, .kind = KIND_SIZE, .min = 0, .max = 64 * MiB,
+     .def = "0", CONF_AT(struct conf_listener, buffer_request),
+     .help = "http: a request body is received up to this size (at most replay_buffer) before "
+             "a server is chosen, so that slow senders tie up no server connection; 0: off"},
     {.name = "max_connections", .ctx = CTX_LSN, .kind = KIND_INT, .min = 0, .max = 10000000,
      .def = "0", CONF_AT(struct conf_listener, max_connections),
      .help = "at the limit the listener stops accepting (clients wait in the kernel's queue); "

@@ -222,6 +222,22 @@ bool http_client_readable(const struct http_session *s)
     return ib_can_take(s);
 }
 
+/* ---- the request body ---- */
+
+/* Body bytes must keep arriving: within idle_timeout of each other, and,
+ * with body_min_rate, on average at that rate after a grace of BODY_GRACE
+ * seconds (the deadline moves 1/rate seconds later with every byte). */
+#define BODY_GRACE 2.0
+
+static ev_tstamp body_deadline(const struct http_session *s)
+{
+    const struct http_exchange *x = s->x;
+    ev_tstamp idle = ev_now(gw.loop) + s->c.cl->idle_timeout;
+    if (s->c.cl->body_min_rate == 0)
+        return idle;
+    return MIN(idle, x->body_start + BODY_GRACE + (double)x->body_in / s->c.cl->body_min_rate);
+}
+
 /* ---- the attempt engine's callbacks ---- */
 
 static void on_ready(struct attempt *a)
@@ -242,7 +258,9 @@ static void on_ready(struct attempt *a)
     u->requests++;
     if (!http_flush_request(s))
         return;
-    if (x->req_state != REQ_DONE || http_request_unsent(x)) /* else response_timeout is set */
+    if (x->req_state != REQ_DONE) /* else flush_request set the answer's deadline */
+        conn_deadline(&s->c, body_deadline(s));
+    else if (http_request_unsent(x))
         conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
     http_update_interest(s);
 }
@@ -396,6 +414,20 @@ static void keep_for_log(struct http_session *s)
 
 static bool scan_body(struct http_session *s);
 
+/* The body may arrive before a server is chosen (buffer_request): routing
+ * starts once it is all there or buffer_request bytes of it are. */
+static void start_when_buffered(struct http_session *s)
+{
+    struct http_exchange *x = s->x;
+    size_t want = MIN(s->c.cl->buffer_request, s->c.cl->replay_buffer);
+    if (x->req_state != REQ_DONE && x->body_in < want) {
+        conn_deadline(&s->c, body_deadline(s));
+        return;
+    }
+    x->buffering = false;
+    attempt_start(&x->a);
+}
+
 static void head_complete(struct http_session *s)
 {
     struct http_exchange *x = s->x;
@@ -419,9 +451,12 @@ static void head_complete(struct http_session *s)
                                        : (x->req.flags & HF_CONN_KA) != 0;
     x->req_len = x->req.head_len;
     x->ohl = outgoing_head_len(s);
+    x->body_start = ev_now(gw.loop);
     if (!extract_key(s) || !scan_body(s))
         return;
-    attempt_start(&x->a);
+    x->body_in = x->req_len - x->req.head_len; /* what came with the head */
+    x->buffering = true;
+    start_when_buffered(s);
 }
 
 /* Scans newly received body bytes; REQ_DONE at the request's end. False
@@ -504,6 +539,10 @@ bool http_process_input(struct http_session *s)
     }
     if (!scan_body(s))
         return false;
+    if (s->x->buffering) {
+        start_when_buffered(s);
+        return s->phase == PHASE_EXCHANGE;
+    }
     if (s->x->a.state == ATTEMPT_READY)
         return http_flush_request(s);
     return true;
@@ -523,8 +562,11 @@ bool http_read_client(struct http_session *s)
     if (n > 0) {
         s->ib->tail += (uint32_t)n;
         counters->bytes_in_total += (uint64_t)n;
-        if (in_body && x->a.state == ATTEMPT_READY)
-            conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
+        if (in_body) {
+            x->body_in += (uint64_t)n;
+            if (x->a.state == ATTEMPT_READY)
+                conn_deadline(&s->c, body_deadline(s));
+        }
         return http_process_input(s);
     }
     if (buf_len(s->ib) == 0) {
@@ -551,7 +593,7 @@ bool http_read_client(struct http_session *s)
 void http_request_timeout(struct http_session *s)
 {
     struct http_exchange *x = s->x;
-    if (x->req_state == REQ_HEAD) {
+    if (x->req_state == REQ_HEAD || x->buffering) {
         http_send_error(s, 408);
         return;
     }
@@ -559,7 +601,8 @@ void http_request_timeout(struct http_session *s)
         http_free(s, false);
         return;
     }
-    if (ev_now(gw.loop) < x->answer_at) { /* hedge_after, not the answer's deadline */
+    bool waiting = x->resp_state == RESP_HEAD && !x->ob && !x->resp_started;
+    if (waiting && ev_now(gw.loop) < x->answer_at) { /* hedge_after, not the answer's */
         x->hedge_sent = 0;
         if (may_hedge(s))
             attempt_hedge(&x->a);

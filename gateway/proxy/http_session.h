@@ -74,12 +74,15 @@ struct http_exchange {
     bool keep_client;           /* the client connection persists afterwards */
     bool keep_server;           /* the server connection may go back to the pool */
     bool accounted;             /* this request is in the stats (and the log) */
+    bool buffering;             /* buffer_request: the body arrives before a server is chosen */
     uint8_t method;
     uint8_t interims;           /* 1xx heads passed on */
     uint8_t pp_len;             /* PROXY header opening this attempt's connection */
     struct buf *ob;             /* response bytes */
     ev_tstamp start;            /* first byte of the head */
     ev_tstamp answer_at;        /* the server must have answered by then */
+    ev_tstamp body_start;       /* the head was complete */
+    uint64_t body_in;           /* body bytes received so far */
     uint64_t tx_req, tx_resp;   /* request bytes to the server, response bytes out */
     uint32_t req_len;           /* bytes of this request in ib, from ib->head */
     uint32_t req_sent;          /* bytes of the outgoing request already written */
