@@ -1,5 +1,6 @@
 #include "base/alloc.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,4 +54,15 @@ void pool_trim(struct pool *p)
         free(obj);
     }
     p->nfree = 0;
+}
+
+void eg_release_after_peak(unsigned long live)
+{
+    static unsigned long peak;
+    if (live > peak)
+        peak = live;
+    if (peak >= 1000 && live < peak / 2) {
+        malloc_trim(0);
+        peak = live;
+    }
 }

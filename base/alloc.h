@@ -30,4 +30,10 @@ void pool_put(struct pool *p, void *obj);
 /* Frees every kept object (drain, tests). */
 void pool_trim(struct pool *p);
 
+/* Gives memory freed after a peak back to the system, when the live count
+ * LIVE (client connections) fell below half the peak seen since the last
+ * time: a burst of connections leaves no lasting footprint. Cheap to call
+ * every few seconds. */
+void eg_release_after_peak(unsigned long live);
+
 #endif

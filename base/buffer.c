@@ -8,7 +8,7 @@
 
 /* Free buffers beyond this many are returned to the allocator, so that a
  * burst of traffic does not pin its peak memory forever. */
-#define BUF_KEEP_FREE 1024
+#define BUF_KEEP_FREE 256
 
 static size_t bsize = 16384;
 static struct buf *free_list;

@@ -188,7 +188,13 @@ void gw_reload(void)
 
 /* ---- drain ---- */
 
-static ev_timer drain_tm, drain_poll;
+static ev_timer drain_tm, drain_poll, trim_tm;
+
+static void on_trim(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)w, (void)revents;
+    eg_release_after_peak((unsigned long)counters->connections_active);
+}
 
 static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -292,6 +298,9 @@ int gw_run(struct conf *c, const char *file, int workers, int ready_fd)
         close(ready_fd);
     }
     notify_ready(); /* a worker's is not sent: the master speaks for all */
+    ev_timer_init(&trim_tm, on_trim, 2, 2);
+    ev_timer_start(loop, &trim_tm);
+    ev_unref(loop); /* the trim timer alone must not keep the loop running */
     log_attach(loop);
     if (workers == 1)
         log_info("edgegate %s started: %d datacenters, %d listeners", EG_VERSION, c->ndcs,

@@ -147,3 +147,53 @@ def test_ten_thousand_idle_connections_are_held(env):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     wait_until(lambda: stats(sp)["counters"]["connections_active"] == 0, timeout=20,
                what="all closed")
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_memory_goes_back_after_a_burst_of_connections(env):
+    """15,000 idle connections once left 59 MB behind after they closed."""
+    want = 15000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want + 1000), max(hard, want + 1000)))
+    dc = env.dcsim("ams")
+    port, sp = free_port(), free_port()
+    gw = env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ server {dc.addr}; }}
+listener web {{ listen 127.0.0.1:{port}; mode http; max_connections {want + 100}; }}
+""", wait=[port])
+    served_meanwhile(port)
+    before = rss_kb(gw.pid)
+    idle = []
+    try:
+        for i in range(want):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            idle.append(s)
+        wait_until(lambda: stats(sp)["counters"]["connections_active"] >= want, timeout=30,
+                   what="all connected")
+        # Each sends a request head in pieces, so that every one takes its
+        # per-request state and a buffer at the same time.
+        for s in idle:
+            s.send(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        wait_until(lambda: stats(sp)["counters"]["buffers_in_use"] >= want * 0.9, timeout=30,
+                   what="buffers taken")
+        peak = rss_kb(gw.pid)
+    finally:
+        for s in idle:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    wait_until(lambda: stats(sp)["counters"]["connections_active"] == 0, timeout=30,
+               what="all closed")
+    wait_until(lambda: rss_kb(gw.pid) < before + (peak - before) * 0.3, timeout=10,
+               what=f"memory back (before {before} kB, peak {peak} kB, now {rss_kb(gw.pid)} kB)")
+    print(f"RSS before {before} kB, with {want} half-sent requests {peak} kB, "
+          f"after they closed {rss_kb(gw.pid)} kB")
