@@ -108,6 +108,7 @@ struct conf_listener {
     struct conf_loc sess_at;
     char *sess_name;
     size_t sess_name_len;
+    bool sess_issued;       /* cookie: only keys a server set in a response pin a session */
     char **dc_names;        /* as written; resolved into dcs by validation */
     int ndc_names;
     struct conf_loc dcs_at;

@@ -216,10 +216,12 @@ const struct conf_directive conf_directives[] = {
      .help = "terminate TLS; the first certificate is the default, SNI picks another by its "
              "DNS names"},
     {.name = "session", .ctx = CTX_LSN, .kind = KIND_CUSTOM,
-     .args = "header NAME|cookie NAME|client_ip|sni|none", .min_args = 1, .max_args = 2,
+     .args = "header NAME|cookie NAME [issued]|client_ip|sni|none", .min_args = 1,
+     .max_args = 3,
      .def = "none", .set = conf_set_session, .print = conf_print_session,
      .help = "the session key that keeps a client in one datacenter; none: every request is a "
-             "new session"},
+             "new session; issued: only cookies a server set (Set-Cookie) pin a session, so "
+             "clients cannot fill the affinity store with keys of their own"},
     {.name = "datacenters", .ctx = CTX_LSN, .kind = KIND_CUSTOM, .args = "NAME ...",
      .min_args = 1, .max_args = CONF_ANY_ARGS, .set = conf_set_dc_list,
      .print = conf_print_dc_list, .def_doc = "every datacenter",

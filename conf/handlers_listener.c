@@ -123,7 +123,14 @@ int conf_set_session(struct parser *p, const struct stmt *st, void *obj)
     struct conf_listener *l = obj;
     int kind = conf_enum_value(session_kinds, ARG(0));
     bool named = kind == SESS_HEADER || kind == SESS_COOKIE;
-    if (named && (st->nargs != 2 || !token_is_header_name(ARG(1)))) {
+    /* `session cookie NAME issued`: only cookies the servers set count. */
+    bool issued = kind == SESS_COOKIE && st->nargs == 3 && strcmp(ARG(2), "issued") == 0;
+    if (st->nargs == 3 && !issued) {
+        conf_perr_at(p, st->file, st->line,
+                     "\"session\": a third word is only \"issued\", after cookie NAME");
+        return EG_ERR;
+    }
+    if (named && (st->nargs - issued != 2 || !token_is_header_name(ARG(1)))) {
         conf_perr_at(p, st->file, st->line,
                      "\"session\": \"%s\" needs a name (a header or cookie token)", ARG(0));
         return EG_ERR;
@@ -135,6 +142,7 @@ int conf_set_session(struct parser *p, const struct stmt *st, void *obj)
     l->sess = (enum conf_sess)kind;
     l->sess_name = named ? ARG(1) : NULL;
     l->sess_name_len = named ? st->args[1].len : 0;
+    l->sess_issued = issued;
     l->sess_at = (struct conf_loc){st->file, st->line};
     return EG_OK;
 }
@@ -150,7 +158,7 @@ void conf_print_session(FILE *f, const struct conf_directive *d, const struct co
         fputc(' ', f);
         conf_print_word(f, l->sess_name);
     }
-    fputs(";\n", f);
+    fputs(l->sess_issued ? " issued;\n" : ";\n", f);
 }
 
 /* datacenters NAME ...: resolved into indices once every datacenter is known. */

@@ -664,3 +664,44 @@ bool http_find_cookie(const struct http_msg *m, const char *buf, const char *nam
     }
     return false;
 }
+
+/* Set-Cookie: NAME=VALUE[; attributes]: VALUE runs to the first ';' (or the
+ * line's end), without surrounding blanks or quotes. */
+static bool set_cookie_value(const char *p, const char *end, const char *name, size_t nlen,
+                             const char **val, size_t *len)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if ((size_t)(end - p) <= nlen || memcmp(p, name, nlen) != 0 || p[nlen] != '=')
+        return false;
+    const char *v = p + nlen + 1, *ve = v;
+    while (ve < end && *ve != ';')
+        ve++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+    if (ve - v >= 2 && *v == '"' && ve[-1] == '"')
+        v++, ve--;
+    *val = v;
+    *len = (size_t)(ve - v);
+    return true;
+}
+
+bool http_find_set_cookie(const char *head, size_t head_len, const char *name, size_t nlen,
+                          const char **val, size_t *len)
+{
+    static const char hdr[] = "set-cookie:";
+    const char *p = head, *end = head + head_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        if (le > p && le[-1] == '\r')
+            le--;
+        if ((size_t)(le - p) > sizeof(hdr) - 1 && strncasecmp(p, hdr, sizeof(hdr) - 1) == 0 &&
+            set_cookie_value(p + sizeof(hdr) - 1, le, name, nlen, val, len))
+            return true;
+        if (!eol)
+            break;
+        p = eol + 1;
+    }
+    return false;
+}

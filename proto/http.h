@@ -120,5 +120,9 @@ bool http_method_idempotent(int method);
 /* Finds cookie NAME in the Cookie headers of M; sets *val and *len. */
 bool http_find_cookie(const struct http_msg *m, const char *buf, const char *name, size_t nlen,
                       const char **val, size_t *len);
+/* Finds the value a Set-Cookie header of the parsed response head HEAD
+ * (HEAD_LEN bytes) gives cookie NAME; sets *val and *len (quotes removed). */
+bool http_find_set_cookie(const char *head, size_t head_len, const char *name, size_t nlen,
+                          const char **val, size_t *len);
 
 #endif

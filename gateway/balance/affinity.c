@@ -36,9 +36,10 @@
  * Returns {datacenter, home or "", outcome}. */
 static const char script[] =
     "local cur = redis.call('GET', KEYS[1])\n"
+    "if not cur and ARGV[4] == '0' then return {ARGV[1], '', 'unknown'} end\n"
     "local home = redis.call('GET', KEYS[2])\n"
     "local ok = {}\n"
-    "for i = 4, #ARGV do ok[ARGV[i]] = true end\n"
+    "for i = 5, #ARGV do ok[ARGV[i]] = true end\n"
     "local back = {}\n"
     "for name in string.gmatch(ARGV[3], '[^,]+') do back[name] = true end\n"
     "if home and back[home] and ok[home] then\n"
@@ -222,6 +223,9 @@ static struct dc *healthy_by_name(const struct gen *g, const struct conf_listene
 
 static bool strict(const struct conf_listener *cl) { return cl->pin == PIN_STRICT; }
 
+/* `session cookie NAME issued`: a key no server set pins nothing. */
+static bool issued_only(const struct conf_listener *cl) { return cl->sess_issued; }
+
 /* The entry's datacenter when the routing rules let it be used as it is:
  * healthy, and not due back home (failback on, home healthy again); with
  * `affinity strict`, whatever its health. */
@@ -275,7 +279,7 @@ static struct dc *settle(struct affinity_ent *e, const struct gen *g, const stru
 
 bool affinity_parse_reply(const redisReply *r, struct affinity_answer *a)
 {
-    static const char *const outcomes[] = {"hit", "new", "failover", "failback"};
+    static const char *const outcomes[] = {"hit", "new", "failover", "failback", "unknown"};
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
         return false;
     for (int i = 0; i < 3; i++) {
@@ -315,6 +319,8 @@ static struct dc *fallback(struct affinity_ent *e, const struct gen *g, const st
     struct dc *nearest = route_nearest(g, cl);
     if (e)
         return settle(e, g, cl, nearest);
+    if (issued_only(cl))
+        return route_new_session(g, cl, key, len, ev_now(affinity_loop));
     struct dc *dc = route_hrw(g, cl, key, len);
     if (dc) {
         counters->affinity_misses_total++;
@@ -326,11 +332,28 @@ static struct dc *fallback(struct affinity_ent *e, const struct gen *g, const st
     return dc;
 }
 
+/* The script's answer for a key no server set: routed as a new session,
+ * without pinning it. */
+static void unknown_key(struct affinity_call *call, const struct affinity_answer *a)
+{
+    struct affinity_req *r = call->req;
+    pool_put(&call_pool, call);
+    if (!r)
+        return;
+    r->call = NULL;
+    counters->affinity_misses_total++;
+    r->done(r, healthy_by_name(r->gen, r->cl, a->dc)); /* may free r: last */
+}
+
 static void on_script(void *ctx, const redisReply *reply)
 {
     struct affinity_call *call = ctx;
     struct affinity_answer a;
     bool ok = affinity_parse_reply(reply, &a);
+    if (ok && a.outcome == AFFINITY_UNKNOWN) {
+        unknown_key(call, &a);
+        return;
+    }
     struct affinity_ent *e = table_find(call->key, call->klen);
     if (ok) {
         if (!e)
@@ -402,6 +425,8 @@ static bool call_script(struct affinity_req *r, const struct gen *g, const struc
     char back[CONF_NAME_MAX * 8];
     argv[n] = back;
     argl[n++] = failback_list(g, cl, key, len, back, sizeof(back));
+    argv[n] = r && issued_only(cl) ? "0" : "1"; /* may the script create the key? */
+    argl[n++] = 1;
     for (int i = 0; i < cl->ndcs && n < (int)ARRAY_LEN(argv) - 4; i++) {
         const struct dc *dc = g->dcs[cl->dcs[i]];
         /* Strict sessions stay where they are: to the script, every
@@ -432,7 +457,7 @@ static struct dc *resolve_memory(const struct gen *g, const struct conf_listener
         return settle(e, g, cl, route_nearest(g, cl));
     }
     struct dc *nearest = route_new_session(g, cl, key, len, ev_now(affinity_loop));
-    if (nearest) {
+    if (nearest && !issued_only(cl)) {
         counters->affinity_misses_total++;
         e = table_insert(key, len);
         set_name(e->dc, nearest->name);
@@ -495,6 +520,20 @@ void affinity_moved(struct gen *g, const struct conf_listener *cl, const char *k
     }
     if (cfg.redis)
         call_script(NULL, g, cl, key, len, dc, from);
+}
+
+void affinity_issued(struct gen *g, const struct conf_listener *cl, const char *key, size_t len,
+                     struct dc *dc)
+{
+    if (!affinity_key_valid(key, len))
+        return;
+    struct affinity_ent *e = entry_for(key, len);
+    set_name(e->dc, dc->name);
+    e->home[0] = '\0';
+    e->expires = ev_now(affinity_loop) + cfg.ttl;
+    e->fresh_until = 0;
+    if (cfg.redis)
+        call_script(NULL, g, cl, key, len, dc, NULL);
 }
 
 void affinity_init(struct ev_loop *loop)

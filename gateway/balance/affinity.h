@@ -35,11 +35,18 @@ void affinity_cancel(struct affinity_req *r);
 /* The session's traffic moved to DC because FROM failed mid-attempt. */
 void affinity_moved(struct gen *g, const struct conf_listener *cl, const char *key, size_t len,
                struct dc *dc, struct dc *from);
+/* A server set session cookie KEY (`session cookie NAME issued`) in an
+ * answer from DC: the session is pinned there from now on. */
+void affinity_issued(struct gen *g, const struct conf_listener *cl, const char *key, size_t len,
+                     struct dc *dc);
 /* Applies the affinity settings of C (Redis or in memory, sizes, TTLs). */
 void affinity_configure(const struct conf *c);
 
 /* What the affinity script answers. */
-enum affinity_outcome { AFFINITY_HIT, AFFINITY_NEW, AFFINITY_FAILOVER, AFFINITY_FAILBACK };
+enum affinity_outcome {
+    AFFINITY_HIT, AFFINITY_NEW, AFFINITY_FAILOVER, AFFINITY_FAILBACK,
+    AFFINITY_UNKNOWN,           /* `session cookie NAME issued`: no server set this key */
+};
 struct affinity_answer {
     char dc[CONF_NAME_MAX];
     char home[CONF_NAME_MAX];

@@ -476,6 +476,13 @@ bool attempt_hedge(struct attempt *a)
     return true;
 }
 
+void attempt_session_issued(struct attempt *a, const char *key, size_t len)
+{
+    struct dc *dc = a->up->srv->dc;
+    if (dc)
+        affinity_issued(a->c->gen, cl_of(a), key, len, dc);
+}
+
 void attempt_answered(struct attempt *a, int status)
 {
     struct srv *s = a->up->srv;

@@ -121,6 +121,9 @@ bool attempt_hedge(struct attempt *a);
  * that ejects the server, the other attempts on it move; this one, which
  * has its answer, stays. */
 void attempt_answered(struct attempt *a, int status);
+/* The ready connection's server set session cookie KEY (`session cookie
+ * NAME issued`): the session is pinned to its datacenter. */
+void attempt_session_issued(struct attempt *a, const char *key, size_t len);
 /* Server S was marked down: every attempt connecting to it or waiting for
  * its answer moves (see ops->server_down). */
 void attempt_server_down(struct srv *s);

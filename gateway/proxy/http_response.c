@@ -89,6 +89,12 @@ static bool parse_response_head(struct http_session *s)
         x->resp_state = RESP_INTERIM; /* passed on; the final head follows */
         return true;
     }
+    const struct conf_listener *cl = s->c.cl;
+    const char *v;
+    size_t n;
+    if (cl->sess_issued && http_find_set_cookie(buf_rpos(b), x->resp.head_len, cl->sess_name,
+                                                cl->sess_name_len, &v, &n))
+        attempt_session_issued(&x->a, v, n);
     attempt_answered(&x->a, x->resp.status);
     x->resp_state = x->resp.status == 101 ? RESP_DONE : RESP_BODY;
     http_body_response(&x->respb, &x->resp, x->method);

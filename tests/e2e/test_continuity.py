@@ -206,7 +206,7 @@ listener web {{ listen 127.0.0.1:{port}; mode http; response_timeout 30s; }}
     assert len(results) == 4
     for (status, _, body), took in results:
         assert status == 200 and body.startswith(b"dc=fra"), body
-        assert took < 2.0, took
+        assert took < 2.5, took  # ams would have answered after 3 s
 
 
 def test_try_timeout_moves_a_slow_attempt_to_the_next_datacenter(env):

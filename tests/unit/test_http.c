@@ -318,6 +318,23 @@ static void cookies_found_among_several(void **state)
     assert_true(cookie(&r, s, "missing", NULL));
 }
 
+static void set_cookie_found_in_a_response_head(void **state)
+{
+    (void)state;
+    static const char head[] = "HTTP/1.1 200 OK\r\nSet-Cookie: other=1; Path=/\r\n"
+                               "set-cookie:  sid=\"abc123\" ; HttpOnly\r\nContent-Length: 0\r\n\r\n";
+    const char *v;
+    size_t n;
+    assert_true(http_find_set_cookie(head, sizeof(head) - 1, "sid", 3, &v, &n));
+    assert_int_equal(n, 6);
+    assert_memory_equal(v, "abc123", 6);
+    assert_true(http_find_set_cookie(head, sizeof(head) - 1, "other", 5, &v, &n));
+    assert_int_equal(n, 1);
+    assert_false(http_find_set_cookie(head, sizeof(head) - 1, "si", 2, &v, &n));
+    assert_false(http_find_set_cookie("HTTP/1.1 200 OK\r\nX-Set-Cookie: sid=1\r\n\r\n", 40,
+                                      "sid", 3, &v, &n));
+}
+
 static void no_cookie_header(void **state)
 {
     (void)state;
@@ -894,6 +911,7 @@ int main(void)
         cmocka_unit_test(overlong_response_version_is_502),
         cmocka_unit_test(responses_without_body),
         cmocka_unit_test(response_with_content_length),
+        cmocka_unit_test(set_cookie_found_in_a_response_head),
         cmocka_unit_test(response_close_delimited),
         cmocka_unit_test(response_chunked),
         cmocka_unit_test(response_split_one_by_one),
