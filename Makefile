@@ -25,7 +25,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 HDRS := $(foreach d,$(LAYERS),$(wildcard $(d)/*.h)) $(B)/gen/stats_page.inc
 
-.PHONY: all run test unit e2e fuzz fuzz-smoke asan install deb clean deps-build deps-test layers \
+.PHONY: all run test unit e2e fuzz fuzz-corpus fuzz-smoke asan install deb clean deps-build deps-test layers \
         reference
 
 all: $(B)/edgegate $(B)/dcsim
@@ -100,6 +100,10 @@ fuzz-smoke: $(FUZZ_BIN)
 
 fuzz: $(FUZZ_BIN)
 	@tools/run-fuzz.sh $(FUZZ_TIME) $(FUZZ_BIN)
+
+# A long run whose new coverage is merged into tests/fuzz/corpus (checked in).
+fuzz-corpus: $(FUZZ_BIN)
+	@tools/grow-corpus.sh $(FUZZ_TIME) $(FUZZ_BIN)
 
 # The end-to-end suite, against the optimized build and then against the
 # sanitizer build (any ASan/UBSan/LSan report fails the test that caused it).

@@ -46,16 +46,6 @@ void pool_put(struct pool *p, void *obj)
     p->nfree++;
 }
 
-void pool_trim(struct pool *p)
-{
-    while (p->free) {
-        void *obj = p->free;
-        memcpy(&p->free, obj, sizeof(void *));
-        free(obj);
-    }
-    p->nfree = 0;
-}
-
 void eg_release_after_peak(unsigned long live)
 {
     static unsigned long peak;

@@ -27,9 +27,6 @@ struct pool {
 /* An object of the pool's size, uninitialised. */
 void *pool_get(struct pool *p);
 void pool_put(struct pool *p, void *obj);
-/* Frees every kept object (drain, tests). */
-void pool_trim(struct pool *p);
-
 /* Gives memory freed after a peak back to the system, when the live count
  * LIVE (client connections) fell below half the peak seen since the last
  * time: a burst of connections leaves no lasting footprint. Cheap to call

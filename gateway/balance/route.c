@@ -98,7 +98,9 @@ double route_giveaway(const struct dc *dc, double now)
     return 1 - keep;
 }
 
-double route_key_share(const char *key, size_t len)
+/* Where session KEY stands among all sessions, 0 to 1, the same on every
+ * gateway: the sessions given away are those under the share given away. */
+static double route_key_share(const char *key, size_t len)
 {
     return (double)(hrw_score(key, len, "spill") >> 11) / (double)(1ULL << 53);
 }

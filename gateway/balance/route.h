@@ -28,9 +28,6 @@ struct dc *route_new_session(const struct gen *g, const struct conf_listener *cl
                              const char *key, size_t len, double now);
 /* The share of new sessions DC gives away now, 0 to 1. */
 double route_giveaway(const struct dc *dc, double now);
-/* Where session KEY stands among all sessions, 0 to 1, the same on every
- * gateway: the sessions given away are those under the share given away. */
-double route_key_share(const char *key, size_t len);
 /* Whether DC, healthy, takes session KEY back home now (failback on): during
  * its slow start, sessions come back in key order, not all at once. */
 bool route_takes_back(const struct dc *dc, const char *key, size_t len, double now);

@@ -577,17 +577,6 @@ void attempt_release(struct attempt *a, bool reusable)
     }
 }
 
-void attempt_reset(struct attempt *a)
-{
-    attempt_cancel(a);
-    a->tries = 0;
-    a->stale_retried = false;
-    a->hold_since = 0;
-    a->key = NULL;
-    a->keylen = 0;
-    a->log_dc = NULL;
-}
-
 void attempt_log(struct attempt *a, struct access_log_rec *r)
 {
     if (access_log_format == ACCESS_LOG_OFF)

@@ -138,8 +138,6 @@ void attempt_cancel(struct attempt *a);
 /* The exchange ended well: the server connection goes back to the pool, or
  * waits in *kept (private_conn), or is closed when !REUSABLE. */
 void attempt_release(struct attempt *a, bool reusable);
-/* Back to IDLE for the next request of the same client. */
-void attempt_reset(struct attempt *a);
 /* Writes the access-log record R (when the log is on), completed with what
  * the engine knows: client, listener, session, datacenter, server, retries. */
 void attempt_log(struct attempt *a, struct access_log_rec *r);

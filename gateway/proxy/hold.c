@@ -18,8 +18,6 @@ void hold_del(struct hold *h)
     counters->held_now = (uint64_t)nheld;
 }
 
-int hold_count(void) { return nheld; }
-
 /* Those that still find nothing go back to the (new) queue, so the walk
  * below always ends. */
 void hold_wake_all(void)

@@ -14,7 +14,5 @@ void hold_add(struct hold *h);
 void hold_del(struct hold *h);
 /* Lets every held request or connection try again. */
 void hold_wake_all(void);
-/* How many wait now. */
-int hold_count(void);
 
 #endif
