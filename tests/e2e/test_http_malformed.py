@@ -292,7 +292,7 @@ def test_chunked_error_after_the_head_was_forwarded(env):
     arrive before the bad one, they were already forwarded. The gateway then
     cannot take the request back: it cuts both connections (the server sees
     an incomplete request and never answers it), and the client gets no
-    response, only the close. This is what h1.c scan_body() does when
+    response, only the close. This is what http_request.c scan_body() does when
     s->reached is set."""
     a = env.dcsim("ams", extra=["--log"])
     port, sp = free_port(), free_port()
