@@ -26,7 +26,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 HDRS := $(foreach d,$(LAYERS),$(wildcard $(d)/*.h)) $(B)/gen/stats_page.inc
 
 .PHONY: all run test unit e2e fuzz fuzz-corpus fuzz-smoke asan install deb clean deps-build deps-test layers \
-        reference
+        reference chaos chaos-short soak
 
 all: $(B)/edgegate $(B)/dcsim
 
@@ -118,6 +118,20 @@ test: deps-test
 	$(MAKE) unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) e2e
+	$(MAKE) chaos-short
+
+# Faults under load, edgegate next to HAProxy (tests/chaos/): `chaos` writes
+# docs/reliability.md; `chaos-short` (sanitizer build, under 2 minutes) fails
+# only on lost bytes, crashes, sanitizer reports and regressions; `soak` runs
+# SOAK_SECONDS and fails if memory, descriptors or buffers keep growing.
+CHAOS := /usr/bin/python3 tests/chaos/chaos.py
+chaos: all
+	$(CHAOS) --report docs/reliability.md
+chaos-short: all $(B)/asan/edgegate
+	EG_BIN=$(CURDIR)/$(B)/asan/edgegate $(CHAOS) --short --report $(B)/chaos/short.md
+SOAK_SECONDS ?= 600
+soak: all
+	/usr/bin/python3 tests/chaos/soak.py --seconds $(SOAK_SECONDS)
 
 run: 
 	@tools/deps.sh run

@@ -8,7 +8,7 @@ build="gcc make libev-dev libssl-dev libhiredis-dev libc-ares-dev"
 run="$build redis-server curl"
 # lintian, logrotate, systemd (systemd-analyze) and man-db: the packaging tests.
 test="$build libcmocka-dev python3-pytest python3-redis python3-prometheus-client \
- redis-server redis-sentinel nginx-light haproxy wrk curl openssl socat clang \
+ redis-server redis-sentinel nginx-light haproxy wrk nghttp2-client curl openssl socat clang \
  libclang-rt-14-dev iproute2 procps chromium fonts-dejavu-core \
  lintian logrotate systemd man-db"
 
