@@ -30,7 +30,8 @@ class Host:
 
 
 class DC:
-    """A datacenter: an http dcsim and an echo dcsim on one host."""
+    """A datacenter: an http dcsim and an echo dcsim on one host, both answering
+    after DELAY (which makes the measured RTT, so the nearest is the same for both)."""
 
     def __init__(self, name, priority, delay, host):
         self.name, self.priority, self.delay, self.host = name, priority, delay, host
@@ -49,9 +50,7 @@ class DC:
         self.procs = []
         for mode, port in (("http", self.http_port), ("echo", self.echo_port)):
             argv = [DCSIM_BIN, "--name", self.name, "--listen", f"{self.host.ip}:{port}",
-                    "--mode", mode]
-            if mode == "http":
-                argv += ["--delay", self.delay]
+                    "--mode", mode, "--delay", self.delay]
             p = env.spawn(self.host.argv(argv), f"dcsim-{self.name}-{mode}")
             p.wait_output("listening on", timeout=10)
             self.procs.append(p)
@@ -96,6 +95,14 @@ class Site:
             d.start(env)
         if self.redis:
             self.redis.start(env)
+
+    @classmethod
+    def loopback(cls):
+        """The site of the loopback schedule: three datacenters at growing
+        distance, in priority order, and Redis."""
+        h = Host()
+        return cls([DC("ams", 1, "5ms", h), DC("fra", 2, "10ms", h), DC("lon", 3, "20ms", h)],
+                   Redis(h))
 
     def ordered(self):
         return sorted(self.dcs.values(), key=lambda d: d.priority)

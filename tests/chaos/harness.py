@@ -21,6 +21,8 @@ DCSIM_BIN, EG_BIN, Env, free_port, wait_until = (conftest.DCSIM_BIN, conftest.EG
                                                   conftest.free_port, conftest.wait_until)
 
 TCPCHECK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tcpcheck.py")
+# A request still waiting this many seconds when its load window ends is unanswered.
+STALL = 3.0
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
@@ -101,8 +103,6 @@ class Load:
 
     CLIENTS: [(path, method, headers)]."""
 
-    STALL = 1.5
-
     def __init__(self, env, base_url, seconds, clients, name):
         self.seconds, self.t0 = int(seconds), time.time()
         self.procs, self.logs = [], []
@@ -120,9 +120,12 @@ class Load:
             self.logs.append(log)
 
     def flowing(self, timeout=10):
-        """Waits until every client has had an answer."""
-        return wait_until(lambda: all(os.path.exists(l) and os.path.getsize(l) for l in self.logs),
-                          timeout=timeout, what="load flowing")
+        """Waits until every client has had an answer; False if one has not."""
+        try:
+            return wait_until(lambda: all(os.path.exists(l) and os.path.getsize(l)
+                                          for l in self.logs), timeout=timeout)
+        except TimeoutError:
+            return False
 
     def finish(self):
         """Waits for the clients; returns totals and every answered request."""
@@ -149,7 +152,7 @@ class Load:
             tot["failed"] += failed
             tot["errored"] += errored
             last = max([s + e for s, _, e in mine], default=self.t0)
-            if end - last > self.STALL:
+            if end - last > STALL:
                 tot["clients_stalled"] += 1
                 tot["unanswered"] += started - done
         tot["requests"] = sorted(reqs)
@@ -182,52 +185,77 @@ def caught(requests, t_fault, t_settled):
 class SessionProbe(threading.Thread):
     """Requests with a new session key each (cookie sid), one at a time on a
     keep-alive connection, every PACE seconds: they make the gateway ask Redis,
-    where h2load's fixed keys are answered from its cache. Each request is kept
-    as (start, end or None, status or error text, datacenter)."""
+    where h2load's fixed keys are answered from its cache. With KEYS, the keys
+    come round again after KEYS requests. Each request is kept as
+    [start, end or None, status or error text, datacenter, sent again].
 
-    def __init__(self, host, port, tag, pace=0.05, timeout=30):
+    Like browsers and curl (RFC 9112, 9.3.1), a GET that fails on a kept-alive
+    connection before any answer byte, because the server closed it, is sent
+    once more on a new connection."""
+
+    def __init__(self, host, port, tag, pace=0.05, timeout=30, keys=None):
         super().__init__(daemon=True)
         self.host, self.port, self.tag, self.pace, self.timeout = host, port, tag, pace, timeout
+        self.keys = keys  # cycle through this many keys (None: a new one every time)
         self.records = []
         self.halt = threading.Event()
+        self.conn, self.reused = None, False
+
+    def exchange(self, n):
+        import http.client
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self.reused = False
+        key = n % self.keys if self.keys else n
+        self.conn.request("GET", f"/probe/{n}", headers={"Cookie": f"sid={self.tag}-{key}"})
+        r = self.conn.getresponse()
+        body = r.read()
+        self.reused = True
+        if r.will_close:
+            self.close()
+        return r.status, body.split(b"\n")[0].decode(errors="replace")[3:]
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
 
     def run(self):
         import http.client
-        conn, n = None, 0
+        stale = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+        n = 0
         while not self.halt.is_set():
             n += 1
-            rec = [time.time(), None, None, None]
+            rec = [time.time(), None, None, None, False]
             self.records.append(rec)
             try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-                conn.request("GET", f"/probe/{n}", headers={"Cookie": f"sid={self.tag}-{n}"})
-                r = conn.getresponse()
-                body = r.read()
-                rec[2] = r.status
-                rec[3] = body.split(b"\n")[0].decode(errors="replace")[3:]
-                if r.will_close:
-                    conn.close()
-                    conn = None
+                try:
+                    rec[2], rec[3] = self.exchange(n)
+                except stale:
+                    if not self.reused:
+                        raise
+                    self.close()
+                    rec[4] = True
+                    rec[2], rec[3] = self.exchange(n)
             except Exception as e:
                 rec[2] = type(e).__name__
-                if conn is not None:
-                    conn.close()
-                conn = None
+                self.close()
             rec[1] = time.time()
             self.halt.wait(self.pace)
-        if conn is not None:
-            conn.close()
+        self.close()
 
     def stop(self):
         self.halt.set()
         self.join(self.timeout + 5)
 
     def window(self, t0, t1):
-        """Requests started between T0 and T1: count, failed (not 200), unanswered."""
-        w = [r for r in list(self.records) if t0 <= r[0] < t1]
+        """Requests started between T0 and T1: count, failed (not 200), unanswered
+        (waiting for more than STALL seconds); younger ones waiting are left out."""
+        now = time.time()
+        w = [r for r in list(self.records) if t0 <= r[0] < t1 and (r[1] or now - r[0] > STALL)]
         return {"started": len(w), "failed": sum(1 for r in w if r[1] and r[2] != 200),
                 "unanswered": sum(1 for r in w if r[1] is None),
+                "sent_again": sum(1 for r in w if r[4]),
                 "requests": [(r[0], 200 if r[2] == 200 else -1, (r[1] or time.time()) - r[0])
                              for r in w]}
 

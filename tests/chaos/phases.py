@@ -28,12 +28,13 @@ class Ctx:
         self.poll = self.tcp = self.probe = None
         self.crashes = []
 
-    def start_watchers(self):
+    def start_watchers(self, probe_keys=None):
         self.poll = Poller(self.gw.state)
         self.poll.start()
         self.tcp = TcpCheck(self.env, self.gw.tcp_addr, f"{self.gw.name}-tcpcheck")
         self.tcp.flowing()
-        self.probe = SessionProbe(self.gw.host.ip, self.gw.web_port, f"{self.gw.name}-probe")
+        self.probe = SessionProbe(self.gw.host.ip, self.gw.web_port, f"{self.gw.name}-probe",
+                                  keys=probe_keys)
         self.probe.start()
 
     def stop_watchers(self):
@@ -179,9 +180,10 @@ def run_phase(ctx, name, seconds, action, others=()):
     OTHERS' rows share the fault's times but not CTX's down and up."""
     loads = [(c, Load(c.env, c.gw.web_url, seconds, clients(f"{c.gw.name}-{name}"),
                       f"{c.gw.name}-{name}")) for c in (ctx, *others)]
-    for _, load in loads:
-        load.flowing()
-    t = {"start": min(load.t0 for _, load in loads)}
+    t = {"start": min(load.t0 for _, load in loads), "notes": []}
+    for c, load in loads:
+        if not load.flowing():
+            t["notes"].append(f"{c.gw.name}: a load client had no answer within 10 s of its start")
     hold(t["start"] + 1)
     action(ctx, t)
     results = [(c, load.finish()) for c, load in loads]
@@ -208,14 +210,14 @@ def result_row(ctx, name, t, res):
          "unanswered": res["unanswered"] + probe["unanswered"],
          "h2load": {k: res[k] for k in ("started", "done", "succeeded", "failed", "errored",
                                          "unanswered", "clients_stalled")},
-         "probe": {k: probe[k] for k in ("started", "failed", "unanswered")},
+         "probe": {k: probe[k] for k in ("started", "failed", "unanswered", "sent_again")},
          "tcp": {k: v for k, v in tcp.items() if k != "events"},
          "tcp_events": tcp.get("events", [])[:20],
          "slow": [(round(s - t.get("fault", t["start"]), 3), st, round(e, 3))
                   for s, st, e in reqs if e > 0.5][:20],
          "bad": t.get("bad")}
     if "fault" in t:
-        settled = t.get("down") or t.get("lift") or t["fault"]
+        settled = t.get("down") or t["fault"]
         r["caught"], r["last_answer"] = caught(reqs, t["fault"], settled)
         r["markdown"] = t["down"] - t["fault"] if t.get("down") else None
         r["recover"] = t["up"] - t["lift"] if t.get("up") and t.get("lift") else None

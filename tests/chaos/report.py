@@ -48,10 +48,14 @@ def summary(runs, net, kinds):
                 f"{100 * (started - bad) / max(1, started):.2f} % answered; "
                 f"{done / max(1, secs_):,.0f} requests/s")
 
-    def faults(k, rs):
-        fs = [r for r in rs if r["fault"] not in ("baseline", "bad-inputs")]
+    faults_of = {k: {r["fault"] for r in every if r["gateway"] == k
+                     and r["fault"] not in ("baseline", "bad-inputs")} for k in kinds}
+    common = set.intersection(*faults_of.values()) if faults_of else set()
+
+    def faults(k, rs, among):
+        fs = [r for r in rs if r["fault"] in among]
         ok = [r["fault"] for r in fs if survived(r)]
-        return f"{len(ok)} of {len(fs)}" + (f" ({', '.join(ok)})" if ok else "")
+        return f"{len(ok)} of {len(fs)}" + (f" ({', '.join(ok)})" if ok else "") if fs else "–"
 
     def bad(k, rs):
         res = [x for r in rs if r.get("bad") for x in r["bad"]]
@@ -72,8 +76,11 @@ def summary(runs, net, kinds):
         return ("; ".join(c + [f"sanitizer report in {n}" for n in s])) or "none"
 
     out.append("| load held | " + cells(load) + " |")
-    out.append("| faults survived (no request failed or unanswered, no byte lost) | " +
-               cells(faults) + " |")
+    out.append("| faults survived (no request failed or unanswered, no byte lost), of those "
+               "both ran | " + cells(lambda k, rs: faults(k, rs, common)) + " |")
+    if len(kinds) > 1:
+        out.append("| faults survived, of those only edgegate ran | " +
+                   cells(lambda k, rs: faults(k, rs, faults_of["edgegate"] - common)) + " |")
     out.append("| bad inputs tried | " + cells(bad) + " |")
     out.append("| bytes lost or altered (tcp mode) | " + cells(lost) + " |")
     out.append("| crashes, sanitizer reports | " + cells(crashes) + " |")
@@ -105,6 +112,29 @@ def per_fault(runs, net, kinds):
             if not any(r["fault"] == f and r["gateway"] == k for r in every):
                 out.append(f"| {f} | {NAMES[k]} | not run (see below) | | | | | | | | |")
     return out
+
+
+def findings(runs, net, kinds):
+    """Every fault a gateway did not come through whole, with the detail."""
+    out = []
+    for r in rows(runs, net):
+        if r["fault"] == "baseline" or survived(r):
+            continue
+        h, p = r["h2load"], r["probe"]
+        out.append(f"- {r['fault']}, {NAMES[r['gateway']]}: {r['failed']} failed and "
+                   f"{r['unanswered']} unanswered of {r['started']:,} (h2load: "
+                   f"{h['failed']} failed, {h['errored']} errored, {h['unanswered']} cut or still "
+                   f"waiting, {h['clients_stalled']} of 6 clients stopped; probe: {p['failed']} "
+                   f"failed, {p['unanswered']} unanswered, {p.get('sent_again', 0)} sent again "
+                   "after a kept-alive connection closed)")
+    for k in kinds:
+        bh = [r for r in rows(runs, net) if r["gateway"] == k and r["fault"] in
+              ("dc-blackhole", "link-cut-dc") and r.get("last_answer") is not None]
+        for r in bh:
+            out.append(f"- {r['fault']}, {NAMES[k]}: the {r['caught']} requests caught waited "
+                       f"until {r['last_answer']:.2f} s after the fault (response timeout "
+                       "5 s), then went to the next datacenter.")
+    return out or ["- none"]
 
 
 def faults_list(runs, net):
@@ -158,6 +188,12 @@ def one_line(r):
             f"recover {secs(r.get('recover'))} worst {secs(r.get('worst'))}")
 
 
+def notes(runs, net):
+    n = [f"- {r['fault']}, {NAMES[r['gateway']]}: {x}" for r in rows(runs, net)
+         for x in r["times"].get("notes", [])]
+    return ["Notes:", "", *n, ""] if n else []
+
+
 def render(runs, net, args, elapsed):
     kinds = [k for k in ("edgegate", "haproxy") if k in runs]
     cmd = "make chaos-short" if args.short else "make chaos"
@@ -176,6 +212,10 @@ def render(runs, net, args, elapsed):
         "",
         *summary(runs, net, kinds),
         "",
+        "## Findings",
+        "",
+        *findings(runs, net, kinds),
+        "",
         "## Per fault",
         "",
         "Both gateways get the same site and the same schedule: three datacenters "
@@ -193,10 +233,11 @@ def render(runs, net, args, elapsed):
         "",
         "- *requests started*: by six h2load clients (one process each, `--h1 -c1`: four "
         "GET `/`, one GET `/bytes/32768`, one POST with `Idempotency-Key`) and a session "
-        "probe (a new session key per request, 20 a second).",
+        "probe (a new session key per request, 20 a second; like browsers, it sends a GET "
+        "again once when a kept-alive connection was closed before any answer).",
         "- *failed*: answered with an error status or cut by an error h2load counted. "
         "*unanswered*: the client never got an answer: its connection was closed under "
-        "the request, or the request was still waiting more than 1.5 s when the load "
+        "the request, or the request was still waiting more than 3 s when the load "
         "window ended (h2load leaves such a request out of `done` and stops that client).",
         "- *tcp messages unanswered*: the tcp checker's messages (numbered, checksummed, "
         "1 B to 64 KiB, echoed by dcsim) whose echo did not come back whole because the "
@@ -207,9 +248,12 @@ def render(runs, net, args, elapsed):
         "For Redis faults: Redis seen disconnected, connected again. For the worker kill: "
         "a new worker running.",
         "- *last caught request answered after*: among the requests in flight at some "
-        "moment between the fault and the gateway marking it down, the time from the "
-        "fault until the last of them was answered (unanswered ones are counted apart).",
+        "moment between the fault and the gateway marking it down (at the fault itself "
+        "where nothing is marked down), the time from the fault until the last of them was "
+        "answered (unanswered ones are counted apart). *worst request*: the longest request "
+        "started between a second before the fault and its lift.",
         "",
+        *notes(runs, net),
         "## Network namespaces: links cut for real",
         "",
         *netns_section(net),
@@ -218,7 +262,9 @@ def render(runs, net, args, elapsed):
         "",
         "Sent during load, one connection each; the answer's status code, `closed` (closed "
         "without an answer) or `silent` (nothing within 3 s). A 2xx means it was passed "
-        "on to a datacenter.",
+        "on to a datacenter, which is not wrong for every case: RFC 9112 lets a proxy "
+        "forward a message with both Content-Length and Transfer-Encoding once it drops "
+        "Content-Length, and HAProxy knows no session key.",
         "",
         *bad_table(runs, kinds),
         "",
