@@ -3,6 +3,7 @@ harness's Env and Proc), a state poller that timestamps what a gateway
 reports, h2load clients whose per-request logs are read back, and the tcp
 integrity checker."""
 
+import collections
 import json
 import os
 import re
@@ -89,6 +90,7 @@ class Poller(threading.Thread):
             return self.history[-1][1] if self.history else None
 
 
+H2_CODES = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 H2_SUMMARY = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                         r"(\d+) failed, (\d+) errored, (\d+) timeout")
 
@@ -130,7 +132,7 @@ class Load:
     def finish(self):
         """Waits for the clients; returns totals and every answered request."""
         tot = dict.fromkeys(("started", "done", "succeeded", "failed", "errored", "unanswered",
-                             "clients_stalled"), 0)
+                             "clients_stalled", "4xx", "5xx"), 0)
         reqs = []
         end = self.t0 + self.seconds
         for p, log in zip(self.procs, self.logs):
@@ -151,6 +153,10 @@ class Load:
             tot["succeeded"] += ok
             tot["failed"] += failed
             tot["errored"] += errored
+            codes = H2_CODES.search(out)
+            if codes:
+                tot["4xx"] += int(codes.group(3))
+                tot["5xx"] += int(codes.group(4))
             last = max([s + e for s, _, e in mine], default=self.t0)
             if end - last > STALL:
                 tot["clients_stalled"] += 1
@@ -256,6 +262,7 @@ class SessionProbe(threading.Thread):
         return {"started": len(w), "failed": sum(1 for r in w if r[1] and r[2] != 200),
                 "unanswered": sum(1 for r in w if r[1] is None),
                 "sent_again": sum(1 for r in w if r[4]),
+                "failures": dict(collections.Counter(str(r[2]) for r in w if r[1] and r[2] != 200)),
                 "requests": [(r[0], 200 if r[2] == 200 else -1, (r[1] or time.time()) - r[0])
                              for r in w]}
 

@@ -69,6 +69,19 @@ def act_dc_kill(ctx, t):
     t["up"] = ctx.poll.wait_for(up("ams"), t["lift"], FAR)
 
 
+def act_all_dcs_kill(ctx, t):
+    dcs = list(ctx.site.dcs.values())
+    t["fault"] = time.time()
+    for dc in dcs:
+        dc.kill()
+    t["down"] = ctx.poll.wait_for(lambda s: not any(s["dcs"].values()), t["fault"], FAR)
+    hold(t["fault"] + 2)
+    t["lift"] = time.time()
+    for dc in dcs:
+        dc.start(ctx.env)
+    t["up"] = ctx.poll.wait_for(lambda s: all(s["dcs"].values()), t["lift"], FAR)
+
+
 def act_dc_blackhole(ctx, t):
     dc = ctx.site.dcs["ams"]
     t["fault"] = time.time()
@@ -158,6 +171,8 @@ SCHEDULE = [
      ("edgegate", "haproxy"), True),
     ("dc-blackhole", "SIGSTOP of the nearest datacenter for 7 s, then SIGCONT", 14,
      act_dc_blackhole, ("edgegate", "haproxy"), False),
+    ("all-dcs-kill", "SIGKILL of every datacenter, restart after 2 s", 9, act_all_dcs_kill,
+     ("edgegate", "haproxy"), False),
     ("dc-flap", "SIGSTOP/SIGCONT of the nearest datacenter every 300 ms for 3 s", 8,
      act_dc_flap, ("edgegate", "haproxy"), False),
     ("redis-kill", "SIGKILL of Redis, restart after 2 s", 8, act_redis_kill, ("edgegate",), True),
@@ -209,10 +224,11 @@ def result_row(ctx, name, t, res):
          "failed": res["failed"] + probe["failed"],
          "unanswered": res["unanswered"] + probe["unanswered"],
          "h2load": {k: res[k] for k in ("started", "done", "succeeded", "failed", "errored",
-                                         "unanswered", "clients_stalled")},
-         "probe": {k: probe[k] for k in ("started", "failed", "unanswered", "sent_again")},
+                                         "unanswered", "clients_stalled", "4xx", "5xx")},
+         "probe": {k: probe[k] for k in ("started", "failed", "unanswered", "sent_again",
+                                         "failures")},
          "tcp": {k: v for k, v in tcp.items() if k != "events"},
-         "tcp_events": tcp.get("events", [])[:20],
+         "tcp_events": sorted(tcp.get("events", []), key=lambda e: e["kind"] == "unanswered")[:20],
          "slow": [(round(s - t.get("fault", t["start"]), 3), st, round(e, 3))
                   for s, st, e in reqs if e > 0.5][:20],
          "bad": t.get("bad")}

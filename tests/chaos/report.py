@@ -123,9 +123,9 @@ def findings(runs, net, kinds):
         h, p = r["h2load"], r["probe"]
         out.append(f"- {r['fault']}, {NAMES[r['gateway']]}: {r['failed']} failed and "
                    f"{r['unanswered']} unanswered of {r['started']:,} (h2load: "
-                   f"{h['failed']} failed, {h['errored']} errored, {h['unanswered']} cut or still "
+                   f"{h['failed']} failed ({h['5xx']} 5xx, {h['4xx']} 4xx), {h['errored']} errored, {h['unanswered']} cut or still "
                    f"waiting, {h['clients_stalled']} of 6 clients stopped; probe: {p['failed']} "
-                   f"failed, {p['unanswered']} unanswered, {p.get('sent_again', 0)} sent again "
+                   f"failed {p.get('failures') or ''}, {p['unanswered']} unanswered, {p.get('sent_again', 0)} sent again "
                    "after a kept-alive connection closed)")
     for k in kinds:
         bh = [r for r in rows(runs, net) if r["gateway"] == k and r["fault"] in
@@ -294,8 +294,9 @@ def integrity_problems(runs, net):
             continue
         for what, tcp in (("", r.get("tcp", {})), (" (checker's final count)", r.get("tcp_final"))):
             if tcp and (tcp.get("altered") or tcp.get("lost")):
+                bad = [e for e in r.get("tcp_events", []) if e["kind"] in ("altered", "lost")]
                 out.append(f"{r['fault']}{what}: tcp messages altered {tcp.get('altered')} "
-                           f"lost {tcp.get('lost')}: {r.get('tcp_events')}")
+                           f"lost {tcp.get('lost')}: {bad}")
         out += [f"{r['fault']}: {c}" for c in r.get("crashes", [])]
     run = runs.get("edgegate", {})
     out += run.get("crashes", [])
