@@ -12,11 +12,13 @@ or altered, and, from the gateway's own state (polled every 25 ms), the time
 to mark the datacenter down, until the last request the fault caught was
 answered, and to recover. Then the network-namespace scenarios (netns.py).
 
+It exits non-zero only on what edgegate must already get right: no byte lost
+or altered in tcp mode, no crash, no sanitizer report, no failed or
+unanswered request when a datacenter is killed or on reloads. Everything else
+(known gaps included) is measured and reported, never asserted.
+
 --short (`make chaos-short`, in `make test`): edgegate only, a shorter
-schedule, and a non-zero exit only on what edgegate must already get right:
-no byte lost or altered in tcp mode, no crash, no sanitizer report, no failed
-or unanswered request when a datacenter is killed or on reloads. Everything
-else is measured and reported, never asserted.
+schedule, under two minutes.
 """
 
 import argparse
@@ -61,7 +63,11 @@ def run_gateway(env, kind, short, only, log):
             gw.start()
     final = ctx.stop_watchers()
     if kind == "edgegate" and (not only or WORKER_FAULT[0] in only):
-        results.append(run_workers(env, site, log))
+        try:
+            results.append(run_workers(env, site, log))
+        except Exception as e:
+            ctx.crashes.append(f"{WORKER_FAULT[0]}: aborted: {e!r}")
+            log(f"  aborted: {traceback.format_exc()}")
     rc = gw.stop()
     if kind == "edgegate" and rc != 0:
         ctx.crashes.append(f"edgegate exited with {rc} on SIGTERM")
@@ -129,7 +135,10 @@ def main():
         env = Env(os.path.join(work, "netns"))
         os.makedirs(env.dir)
         try:
-            net = netns.run(env, kinds, args.short, log)
+            net = netns.run(env, kinds, log)
+        except Exception as e:
+            log(f"netns: aborted: {traceback.format_exc()}")
+            net = {"ran": False, "skipped": f"aborted: {e!r}", "crashes": [f"aborted: {e!r}"]}
         finally:
             env.teardown()
         if net.get("ran"):
@@ -144,8 +153,7 @@ def main():
             f.write(text)
         log(f"report written to {args.report}")
     print(text)
-    problems = report.integrity_problems(runs, net) + \
-        (report.regressions(runs, net, MUST_HOLD) if args.short else [])
+    problems = report.integrity_problems(runs, net) + report.regressions(runs, net, MUST_HOLD)
     for p in problems:
         print(f"FAIL: {p}", file=sys.stderr)
     return 1 if problems else 0

@@ -36,7 +36,7 @@ class DC:
     def __init__(self, name, priority, delay, host):
         self.name, self.priority, self.delay, self.host = name, priority, delay, host
         self.http_port, self.echo_port = free_port(), free_port()
-        self.procs = []
+        self.procs, self.starts = [], 0
 
     @property
     def http(self):
@@ -47,11 +47,12 @@ class DC:
         return f"{self.host.ip}:{self.echo_port}"
 
     def start(self, env):
-        self.procs = []
+        self.procs, self.starts = [], self.starts + 1
         for mode, port in (("http", self.http_port), ("echo", self.echo_port)):
             argv = [DCSIM_BIN, "--name", self.name, "--listen", f"{self.host.ip}:{port}",
                     "--mode", mode, "--delay", self.delay]
-            p = env.spawn(self.host.argv(argv), f"dcsim-{self.name}-{mode}")
+            # A log of its own per start: the readiness line must be this process's.
+            p = env.spawn(self.host.argv(argv), f"dcsim-{self.name}-{mode}-{self.starts}")
             p.wait_output("listening on", timeout=10)
             self.procs.append(p)
 
@@ -67,16 +68,17 @@ class DC:
 
 class Redis:
     def __init__(self, host):
-        self.host, self.port, self.proc = host, free_port(), None
+        self.host, self.port, self.proc, self.starts = host, free_port(), None, 0
 
     @property
     def addr(self):
         return f"{self.host.ip}:{self.port}"
 
     def start(self, env):
+        self.starts += 1
         self.proc = env.spawn(self.host.argv(
             ["redis-server", "--port", str(self.port), "--bind", self.host.ip, "--save", "",
-             "--appendonly", "no", "--protected-mode", "no"]), "redis")
+             "--appendonly", "no", "--protected-mode", "no"]), f"redis-{self.starts}")
         self.proc.wait_output("Ready to accept connections", timeout=10)
 
     def kill(self):
@@ -108,9 +110,8 @@ class Site:
         return sorted(self.dcs.values(), key=lambda d: d.priority)
 
 
-def get(url, timeout=2.0, headers=None):
-    req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+def get(url, timeout=2.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read()
 
 
@@ -140,16 +141,41 @@ class Gateway:
             return st and all(st["dcs"].values()) and st["redis"] in (None, True)
         wait_until(ready, timeout=20, what=f"{self.name} ready")
 
+    def start(self):
+        """Writes the configuration, starts the gateway, waits until it sees every
+        datacenter up."""
+        path = self.env.write(f"{self.name}.conf", self.conf())
+        self.proc = self.env.spawn(self.host.argv(self.command(path)), self.name)
+        self.proc.conf = path
+        wait_until(lambda: self.state() is not None or not self.proc.alive(), timeout=20,
+                   what=f"{self.name} stats")
+        if not self.proc.alive():
+            raise RuntimeError(f"{self.name} did not start:\n{self.proc.output()[-3000:]}")
+        self.wait_ready()
+
+    def write_conf(self, variant):
+        with open(self.proc.conf, "w") as f:
+            f.write(self.conf(variant))
+
     def stop(self):
         return self.proc.stop(signal.SIGTERM, timeout=15)
+
+    def worker_pids(self):
+        """The children of the gateway's (master) process."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        return sorted(int(p) for p in out.split())
 
 
 class Edgegate(Gateway):
     kind = "edgegate"
 
-    def __init__(self, env, site, host, name="edgegate", workers=1, bin=None, session=True):
+    def __init__(self, env, site, host, name="edgegate", workers=1):
         super().__init__(env, site, host, name)
-        self.workers, self.bin, self.session = workers, bin, session
+        self.workers = workers
+
+    def command(self, path):
+        return [EG_BIN, "-f", "-c", path]
 
     def conf(self, variant=0):
         chk = (f"interval {CHECK_INTERVAL_MS}ms timeout {CHECK_TIMEOUT_MS}ms "
@@ -168,8 +194,8 @@ class Edgegate(Gateway):
         if variant % 2:
             out.append(f"datacenter spare {{ priority 9; server {self.host.ip}:9; }}")
         names = [d.name for d in self.site.dcs.values()]
-        session = "session cookie sid; failback on;" if self.session else "session none;"
-        out.append(f"listener web {{ listen {self.host.ip}:{self.web_port}; mode http; {session} "
+        out.append(f"listener web {{ listen {self.host.ip}:{self.web_port}; mode http; "
+                   "session cookie sid; failback on; "
                    f"datacenters {' '.join(names)}; retries {RETRIES}; "
                    f"connect_timeout {CONNECT_TIMEOUT_S}s; response_timeout {RESPONSE_TIMEOUT_S}s; "
                    f"idle_timeout {60 + variant % 2}s; }}")
@@ -177,17 +203,6 @@ class Edgegate(Gateway):
                    f"datacenters {' '.join(n + '_tcp' for n in names)}; retries {RETRIES}; "
                    f"connect_timeout {CONNECT_TIMEOUT_S}s; }}")
         return "\n".join(out) + "\n"
-
-    def start(self):
-        path = self.env.write(f"{self.name}.conf", self.conf())
-        argv = [self.bin or EG_BIN, "-f", "-c", path]
-        self.proc = self.env.spawn(self.host.argv(argv), self.name)
-        self.proc.conf = path
-        wait_until(lambda: self.stats() is not None or not self.proc.alive(), timeout=20,
-                   what=f"{self.name} stats")
-        if not self.proc.alive():
-            raise RuntimeError(f"{self.name} did not start:\n{self.proc.output()[-3000:]}")
-        self.wait_ready()
 
     def stats(self):
         try:
@@ -207,16 +222,10 @@ class Edgegate(Gateway):
     def reload(self, i):
         """Writes configuration variant I, sends SIGHUP, waits until applied."""
         gen = self.stats()["generation"]
-        with open(self.proc.conf, "w") as f:
-            f.write(self.conf(i))
+        self.write_conf(i)
         self.proc.send(signal.SIGHUP)
         wait_until(lambda: (self.stats() or {}).get("generation", 0) > gen, timeout=15,
                    what="reload applied")
-
-    def worker_pids(self):
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                             text=True).stdout
-        return sorted(int(p) for p in out.split())
 
     def memory(self):
         """(RSS kB, open descriptors, buffers_in_use) of the gateway process."""
@@ -281,16 +290,8 @@ frontend stats
     stats uri /stats
 """
 
-    def start(self):
-        path = self.env.write(f"{self.name}.cfg", self.conf())
-        self.proc = self.env.spawn(self.host.argv(["haproxy", "-W", "-db", "-f", path]),
-                                   self.name)
-        self.proc.conf = path
-        wait_until(lambda: self.state() is not None or not self.proc.alive(), timeout=20,
-                   what=f"{self.name} stats")
-        if not self.proc.alive():
-            raise RuntimeError(f"{self.name} did not start:\n{self.proc.output()[-3000:]}")
-        self.wait_ready()
+    def command(self, path):
+        return ["haproxy", "-W", "-db", "-f", path]
 
     def state(self):
         try:
@@ -304,17 +305,11 @@ frontend stats
                if r["pxname"] == "web" and r["svname"] in self.site.dcs}
         return {"dcs": dcs, "redis": None}
 
-    def worker_pids(self):
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                             text=True).stdout
-        return sorted(int(p) for p in out.split())
-
     def reload(self, i):
         """Writes configuration variant I, sends SIGUSR2 to the master, waits
         until a new worker runs."""
         before = set(self.worker_pids())
-        with open(self.proc.conf, "w") as f:
-            f.write(self.conf(i))
+        self.write_conf(i)
         self.proc.send(signal.SIGUSR2)
         wait_until(lambda: set(self.worker_pids()) - before and self.state() is not None,
                    timeout=15, what="haproxy reloaded")

@@ -63,17 +63,11 @@ class Poller(threading.Thread):
         self.join(5)
 
     def _first(self, pred, since):
-        prior = None
-        for t, v in self.history:
-            if t < since:
-                prior = (t, v)
-                continue
-            if v is not None and pred(v):
-                return t
-        if prior and not [h for h in self.history if h[0] >= since] and \
-                prior[1] is not None and pred(prior[1]):
-            return since  # already so when asked, and unchanged since
-        return None
+        before = [v for t, v in self.history if t < since]
+        if before and before[-1] is not None and pred(before[-1]):
+            return since  # already so when asked
+        return next((t for t, v in self.history if t >= since and v is not None and pred(v)),
+                    None)
 
     def wait_for(self, pred, since, timeout):
         """Time (epoch) PRED first held at or after SINCE, or None after TIMEOUT."""
@@ -84,10 +78,6 @@ class Poller(threading.Thread):
                 if t is not None or time.time() >= deadline:
                     return t
                 self.cond.wait(min(0.1, max(0.0, deadline - time.time())))
-
-    def current(self):
-        with self.cond:
-            return self.history[-1][1] if self.history else None
 
 
 H2_CODES = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
@@ -291,11 +281,11 @@ class TcpCheck:
     def window(self, t0, t1):
         """Messages sent between T0 and T1, and the events of messages sent then."""
         ticks = [(l["t"], l["tick"]) for l in self.lines() if "tick" in l]
-        before = [v for t, v in ticks if t <= t0] or [dict.fromkeys(ticks[0][1], 0)] if ticks else []
         after = [v for t, v in ticks if t <= t1]
-        if not before or not after:
+        if not after:
             return {}
-        a, b = before[-1], after[-1]
+        a = ([v for t, v in ticks if t <= t0] or [dict.fromkeys(ticks[0][1], 0)])[-1]
+        b = after[-1]
         w = {k: b[k] - a[k] for k in b if k != "max_latency"}
         w["max_latency"] = max([v["max_latency"] for t, v in ticks if t0 < t <= t1 + 1],
                                default=0.0)

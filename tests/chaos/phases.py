@@ -28,10 +28,11 @@ class Ctx:
         self.poll = self.tcp = self.probe = None
         self.crashes = []
 
-    def start_watchers(self, probe_keys=None):
+    def start_watchers(self, probe_keys=None, seconds=900):
+        """Poller, tcp checker and session probe, for at most SECONDS."""
         self.poll = Poller(self.gw.state)
         self.poll.start()
-        self.tcp = TcpCheck(self.env, self.gw.tcp_addr, f"{self.gw.name}-tcpcheck")
+        self.tcp = TcpCheck(self.env, self.gw.tcp_addr, f"{self.gw.name}-tcpcheck", seconds)
         self.tcp.flowing()
         self.probe = SessionProbe(self.gw.host.ip, self.gw.web_port, f"{self.gw.name}-probe",
                                   keys=probe_keys)
@@ -44,12 +45,28 @@ class Ctx:
         return final
 
 
-def down(name):
-    return lambda s: not s["dcs"].get(name, True)
+def dcs_down(names):
+    return lambda s: not any(s["dcs"].get(n, False) for n in names)
 
 
-def up(name):
-    return lambda s: s["dcs"].get(name, False)
+def dcs_up(names):
+    return lambda s: all(s["dcs"].get(n, False) for n in names)
+
+
+def redis_state(want):
+    return lambda s: s["redis"] is want
+
+
+def outage(ctx, t, bring, lift, is_down, is_up, seconds, down_within=FAR):
+    """The shape of most faults: BRING it, note when the gateway sees IS_DOWN,
+    keep it for SECONDS from the start, LIFT it, note when it sees IS_UP."""
+    t["fault"] = time.time()
+    bring()
+    t["down"] = ctx.poll.wait_for(is_down, t["fault"], down_within)
+    hold(t["fault"] + seconds)
+    t["lift"] = time.time()
+    lift()
+    t["up"] = ctx.poll.wait_for(is_up, t["lift"], FAR)
 
 
 # ---- faults: each sets t["fault"], and t["down"], t["lift"], t["up"] where they apply ----
@@ -58,40 +75,21 @@ def act_none(ctx, t):
     pass
 
 
-def act_dc_kill(ctx, t):
-    dc = ctx.site.dcs["ams"]
-    t["fault"] = time.time()
-    dc.kill()
-    t["down"] = ctx.poll.wait_for(down("ams"), t["fault"], FAR)
-    hold(t["fault"] + 2)
-    t["lift"] = time.time()
-    dc.start(ctx.env)
-    t["up"] = ctx.poll.wait_for(up("ams"), t["lift"], FAR)
-
-
-def act_all_dcs_kill(ctx, t):
-    dcs = list(ctx.site.dcs.values())
-    t["fault"] = time.time()
-    for dc in dcs:
-        dc.kill()
-    t["down"] = ctx.poll.wait_for(lambda s: not any(s["dcs"].values()), t["fault"], FAR)
-    hold(t["fault"] + 2)
-    t["lift"] = time.time()
-    for dc in dcs:
-        dc.start(ctx.env)
-    t["up"] = ctx.poll.wait_for(lambda s: all(s["dcs"].values()), t["lift"], FAR)
+def act_kill(names):
+    """SIGKILL of the datacenters NAMES (every one when empty), restarted after 2 s."""
+    def act(ctx, t):
+        dcs = [d for d in ctx.site.dcs.values() if not names or d.name in names]
+        every = [d.name for d in dcs]
+        outage(ctx, t, lambda: [d.kill() for d in dcs], lambda: [d.start(ctx.env) for d in dcs],
+               dcs_down(every), dcs_up(every), 2)
+    return act
 
 
 def act_dc_blackhole(ctx, t):
-    dc = ctx.site.dcs["ams"]
-    t["fault"] = time.time()
-    dc.signal(signal.SIGSTOP)
-    t["down"] = ctx.poll.wait_for(down("ams"), t["fault"], FAR)
     # Long enough for requests caught in the blackhole to reach response_timeout.
-    hold(t["fault"] + RESPONSE_TIMEOUT_S + 2)
-    t["lift"] = time.time()
-    dc.signal(signal.SIGCONT)
-    t["up"] = ctx.poll.wait_for(up("ams"), t["lift"], FAR)
+    dc = ctx.site.dcs["ams"]
+    outage(ctx, t, lambda: dc.signal(signal.SIGSTOP), lambda: dc.signal(signal.SIGCONT),
+           dcs_down(["ams"]), dcs_up(["ams"]), RESPONSE_TIMEOUT_S + 2)
 
 
 def act_dc_flap(ctx, t):
@@ -103,34 +101,19 @@ def act_dc_flap(ctx, t):
         dc.signal(signal.SIGCONT)
         hold(time.time() + 0.3)
     t["lift"] = time.time()
-    t["down"] = ctx.poll.wait_for(down("ams"), t["fault"], 0)
-    t["up"] = ctx.poll.wait_for(up("ams"), t["lift"], FAR)
-
-
-def redis_state(want):
-    return lambda s: s["redis"] is want
+    t["down"] = ctx.poll.wait_for(dcs_down(["ams"]), t["fault"], 0)
+    t["up"] = ctx.poll.wait_for(dcs_up(["ams"]), t["lift"], FAR)
 
 
 def act_redis_kill(ctx, t):
     r = ctx.site.redis
-    t["fault"] = time.time()
-    r.kill()
-    t["down"] = ctx.poll.wait_for(redis_state(False), t["fault"], FAR)
-    hold(t["fault"] + 2)
-    t["lift"] = time.time()
-    r.start(ctx.env)
-    t["up"] = ctx.poll.wait_for(redis_state(True), t["lift"], FAR)
+    outage(ctx, t, r.kill, lambda: r.start(ctx.env), redis_state(False), redis_state(True), 2)
 
 
 def act_redis_stop(ctx, t):
     r = ctx.site.redis
-    t["fault"] = time.time()
-    r.proc.send(signal.SIGSTOP)
-    t["down"] = ctx.poll.wait_for(redis_state(False), t["fault"], 5)
-    hold(t["fault"] + 3)
-    t["lift"] = time.time()
-    r.proc.send(signal.SIGCONT)
-    t["up"] = ctx.poll.wait_for(redis_state(True), t["lift"], FAR)
+    outage(ctx, t, lambda: r.proc.send(signal.SIGSTOP), lambda: r.proc.send(signal.SIGCONT),
+           redis_state(False), redis_state(True), 3, down_within=5)
 
 
 def act_reloads(ctx, t):
@@ -167,11 +150,11 @@ def hold(until):
 # (name, what, seconds of load, action, gateways it applies to, in --short)
 SCHEDULE = [
     ("baseline", "no fault", 3, act_none, ("edgegate", "haproxy"), True),
-    ("dc-kill", "SIGKILL of the nearest datacenter, restart after 2 s", 9, act_dc_kill,
+    ("dc-kill", "SIGKILL of the nearest datacenter, restart after 2 s", 9, act_kill(["ams"]),
      ("edgegate", "haproxy"), True),
     ("dc-blackhole", "SIGSTOP of the nearest datacenter for 7 s, then SIGCONT", 14,
      act_dc_blackhole, ("edgegate", "haproxy"), False),
-    ("all-dcs-kill", "SIGKILL of every datacenter, restart after 2 s", 9, act_all_dcs_kill,
+    ("all-dcs-kill", "SIGKILL of every datacenter, restart after 2 s", 9, act_kill([]),
      ("edgegate", "haproxy"), False),
     ("dc-flap", "SIGSTOP/SIGCONT of the nearest datacenter every 300 ms for 3 s", 8,
      act_dc_flap, ("edgegate", "haproxy"), False),

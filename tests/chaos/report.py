@@ -114,6 +114,11 @@ def per_fault(runs, net, kinds):
     return out
 
 
+def kinds_of(failures):
+    """' (502 ×3, ConnectionResetError ×1)' from {what: count}, or ''."""
+    return f" ({', '.join(f'{k} ×{n}' for k, n in failures.items())})" if failures else ""
+
+
 def findings(runs, net, kinds):
     """Every fault a gateway did not come through whole, with the detail."""
     out = []
@@ -125,7 +130,7 @@ def findings(runs, net, kinds):
                    f"{r['unanswered']} unanswered of {r['started']:,} (h2load: "
                    f"{h['failed']} failed ({h['5xx']} 5xx, {h['4xx']} 4xx), {h['errored']} errored, {h['unanswered']} cut or still "
                    f"waiting, {h['clients_stalled']} of 6 clients stopped; probe: {p['failed']} "
-                   f"failed {p.get('failures') or ''}, {p['unanswered']} unanswered, {p.get('sent_again', 0)} sent again "
+                   f"failed{kinds_of(p.get('failures'))}, {p['unanswered']} unanswered, {p.get('sent_again', 0)} sent again "
                    "after a kept-alive connection closed)")
     for k in kinds:
         bh = [r for r in rows(runs, net) if r["gateway"] == k and r["fault"] in
@@ -174,8 +179,9 @@ def netns_section(net):
         c = ag.get("converged")
         out += ["", (f"The two gateways agreed again on every session made during the cut "
                      f"{c:.1f} s after gw1 had Redis back." if c is not None else
-                     "The two gateways still disagreed on sessions made during the cut 20 s "
-                     "after gw1 had Redis back.")]
+                     "The two gateways did not agree again on every session made during the "
+                     "cut within 20 s of gw1 having Redis back (or gw1 never got it back: see "
+                     "the table above).")]
     return out
 
 

@@ -25,10 +25,10 @@ import time
 
 from gateways import Edgegate, Host, Site
 from harness import ROOT, Env, sanitizer_reports
-from phases import (Ctx, act_bad_inputs, act_dc_blackhole, act_dc_flap, act_dc_kill, act_none,
+from phases import (Ctx, act_bad_inputs, act_dc_blackhole, act_dc_flap, act_kill, act_none,
                     act_redis_kill, act_redis_stop, act_reloads, run_phase)
 
-ROTATION = [("dc-kill", act_dc_kill), ("reloads", act_reloads), ("dc-flap", act_dc_flap),
+ROTATION = [("dc-kill", act_kill(["ams"])), ("reloads", act_reloads), ("dc-flap", act_dc_flap),
             ("redis-kill", act_redis_kill), ("bad-inputs", act_bad_inputs),
             ("dc-blackhole", act_dc_blackhole), ("redis-stop", act_redis_stop),
             ("none", act_none)]
@@ -70,7 +70,7 @@ def main():
         gw = Edgegate(env, site, Host(), "edgegate")
         gw.start()
         ctx = Ctx(env, site, gw)
-        ctx.start_watchers(probe_keys=1000)
+        ctx.start_watchers(probe_keys=1000, seconds=args.seconds + 120)
         print(f"{'time':>6} {'fault':<13} {'RSS':>9} {'fds':>5} {'buffers':>8} "
               f"{'requests':>9} {'failed':>7} {'unanswered':>10} {'tcp sent':>9} {'tcp lost':>9}",
               flush=True)
