@@ -261,11 +261,15 @@ class TcpCheck:
     """tests/chaos/tcpcheck.py running in the background; window() gives the
     counts of a time window from its ticks and events."""
 
-    def __init__(self, env, addr, name, seconds=900, conns=3, extra=()):
+    def __init__(self, env, addr, name, seconds=900, conns=3):
+        n = 1
+        while os.path.exists(env.path(f"{name}-{n}.jsonl")):  # one file per run: counts restart
+            n += 1
+        name = f"{name}-{n}"
         self.events = env.path(f"{name}.jsonl")
         self.proc = env.spawn(["/usr/bin/python3", TCPCHECK, "--connect", addr,
                                "--conns", str(conns), "--seconds", str(seconds), "--pace", "0.01",
-                               "--max-size", "65536", "--events", self.events, *extra], name)
+                               "--max-size", "65536", "--events", self.events], name)
 
     def lines(self):
         try:

@@ -136,9 +136,10 @@ def findings(runs, net, kinds):
         bh = [r for r in rows(runs, net) if r["gateway"] == k and r["fault"] in
               ("dc-blackhole", "link-cut-dc") and r.get("last_answer") is not None]
         for r in bh:
-            out.append(f"- {r['fault']}, {NAMES[k]}: the {r['caught']} requests caught waited "
-                       f"until {r['last_answer']:.2f} s after the fault (response timeout "
-                       "5 s), then went to the next datacenter.")
+            out.append(f"- {r['fault']}, {NAMES[k]}: the last of the {r['caught']} requests the "
+                       f"fault caught was answered {r['last_answer']:.2f} s after it; the "
+                       f"datacenter was marked down after {secs(r.get('markdown'))} s "
+                       "(response timeout 5 s).")
     return out or ["- none"]
 
 
