@@ -117,6 +117,7 @@ def get(url, timeout=2.0):
 
 class Gateway:
     kind = "?"
+    resent = 0  # reload signals that had to be sent again
 
     def __init__(self, env, site, host, name):
         self.env, self.site, self.host, self.name = env, site, host, name
@@ -307,9 +308,18 @@ frontend stats
 
     def reload(self, i):
         """Writes configuration variant I, sends SIGUSR2 to the master, waits
-        until a new worker runs."""
-        before = set(self.worker_pids())
+        until the master says the new worker runs. HAProxy 2.6's master lets a
+        SIGUSR2 that comes soon after the last reload pass without reloading:
+        it is sent again when no reload starts within a second."""
+        out = self.proc.output
+        started, done = out().count("Reloading HAProxy"), out().count("Loading success")
         self.write_conf(i)
-        self.proc.send(signal.SIGUSR2)
-        wait_until(lambda: set(self.worker_pids()) - before and self.state() is not None,
-                   timeout=15, what="haproxy reloaded")
+        for _ in range(10):
+            self.proc.send(signal.SIGUSR2)
+            try:
+                wait_until(lambda: out().count("Reloading HAProxy") > started, timeout=1)
+                break
+            except TimeoutError:
+                self.resent += 1
+        wait_until(lambda: out().count("Loading success") > done, timeout=15,
+                   what="haproxy reloaded")

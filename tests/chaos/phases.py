@@ -117,10 +117,14 @@ def act_redis_stop(ctx, t):
 
 
 def act_reloads(ctx, t):
+    resent = ctx.gw.resent
     t["fault"] = time.time()
     for i in range(20):
         ctx.gw.reload(i + 1)
     t["lift"] = time.time()
+    if ctx.gw.resent > resent:
+        t["notes"].append(f"{ctx.gw.resent - resent} reload signals went unheeded and were "
+                          "sent again")
 
 
 def act_bad_inputs(ctx, t):
@@ -161,7 +165,7 @@ SCHEDULE = [
     ("redis-kill", "SIGKILL of Redis, restart after 2 s", 8, act_redis_kill, ("edgegate",), True),
     ("redis-stop", "SIGSTOP of Redis for 3 s, then SIGCONT", 8, act_redis_stop, ("edgegate",),
      False),
-    ("reloads", "20 reloads (edgegate SIGHUP, HAProxy SIGUSR2 to its master)", 7, act_reloads,
+    ("reloads", "20 reloads (edgegate SIGHUP, HAProxy SIGUSR2 to its master)", 12, act_reloads,
      ("edgegate", "haproxy"), True),
     ("bad-inputs", f"{len(badinputs.CASES)} malformed or hostile requests", 5, act_bad_inputs,
      ("edgegate", "haproxy"), True),
@@ -184,6 +188,9 @@ def run_phase(ctx, name, seconds, action, others=()):
             t["notes"].append(f"{c.gw.name}: a load client had no answer within 10 s of its start")
     hold(t["start"] + 1)
     action(ctx, t)
+    over = time.time() - (t["start"] + seconds)
+    if over > 0:
+        t["notes"].append(f"the fault outlasted the load by {over:.1f} s")
     results = [(c, load.finish()) for c, load in loads]
     t["end"] = time.time()
     # Let messages sent during the fault come back (or time out) before counting.
