@@ -230,7 +230,10 @@ def render(runs, net, args, elapsed):
         "each an http dcsim and an echo dcsim), checks every 100 ms (timeout 300 ms, "
         "rise 2, fall 2), `retries 2`, connect timeout 1 s, response timeout 5 s (edgegate "
         "`response_timeout 5s`, HAProxy `timeout server 5s` with `retry-on "
-        "all-retryable-errors` and `option redispatch`), `http-reuse always`.",
+        "all-retryable-errors` and `option redispatch`), `http-reuse always`; HAProxy's "
+        "servers also have `observe layer4 error-limit 1 on-error mark-down`, its way of "
+        "marking a refusing server down at once as edgegate does (without it, its retries "
+        "went back to the dead server and the caught requests were lost).",
         "",
         *faults_list(runs, net),
         "",
