@@ -44,8 +44,8 @@ def summary(runs, net, kinds):
         bad = sum(r["failed"] + r["unanswered"] for r in rs)
         secs_ = sum(r["times"]["end"] - r["times"]["start"] for r in rs)
         done = sum(r["h2load"]["done"] for r in rs)
-        return (f"{started:,} requests over {secs_:.0f} s of faults, "
-                f"{100 * (started - bad) / max(1, started):.2f} % answered; "
+        return (f"{started:,} requests over {secs_:.0f} s of faults, {bad} failed or "
+                f"unanswered ({100 * (started - bad) / max(1, started):.3f} % answered); "
                 f"{done / max(1, secs_):,.0f} requests/s")
 
     faults_of = {k: {r["fault"] for r in every if r["gateway"] == k
