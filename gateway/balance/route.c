@@ -73,6 +73,11 @@ bool route_any_healthy(const struct gen *g, const struct conf_listener *cl)
     return nearest(g, cl, NULL) != NULL;
 }
 
+bool route_untried(const struct gen *g, const struct conf_listener *cl, const struct route *r)
+{
+    return nearest(g, cl, r) != NULL;
+}
+
 static uint64_t hrw_score(const char *key, size_t len, const char *name);
 
 /* The weighted share of a datacenter's servers that are up, 0 to 1. */

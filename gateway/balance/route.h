@@ -45,5 +45,7 @@ struct srv *route_next(const struct gen *g, const struct conf_listener *cl, stru
 /* Recomputes each priority tier's nearest datacenter after RTT changes. */
 void route_update_leaders(const struct gen *g);
 bool route_any_healthy(const struct gen *g, const struct conf_listener *cl);
+/* Whether a healthy datacenter remains that route R has not left behind. */
+bool route_untried(const struct gen *g, const struct conf_listener *cl, const struct route *r);
 
 #endif

@@ -128,9 +128,10 @@ static void on_wake(struct hold *h)
 /* Waiting makes sense while no datacenter the request may go to is
  * healthy: none of the listener's, or, for a session pinned by `affinity
  * strict`, its own. */
-static bool may_hold(const struct attempt *a)
+static bool may_hold(const struct attempt *a, bool outage)
 {
-    bool stuck = attempt_pinned_down(a) || !route_any_healthy(a->c->gen, cl_of(a));
+    bool stuck = attempt_pinned_down(a) || !route_any_healthy(a->c->gen, cl_of(a)) ||
+                 (outage && !route_untried(a->c->gen, cl_of(a), &a->rt));
     return stuck && cl_of(a)->hold_timeout > 0 && !gw.draining;
 }
 
@@ -147,10 +148,13 @@ static bool hold_full(const struct attempt *a)
 }
 
 /* No server can be tried: wait for a datacenter when none is healthy (the
- * client sees a slow start, not an error), else give up. */
-static void no_server(struct attempt *a, int status)
+ * client sees a slow start, not an error), else give up. OUTAGE: the last
+ * attempt found nothing listening or answering, as when every datacenter
+ * died at once: those this request tried count as down even before their
+ * checks say so. */
+static void no_server(struct attempt *a, int status, bool outage)
 {
-    if (!may_hold(a)) {
+    if (!may_hold(a, outage)) {
         a->state = ATTEMPT_IDLE;
         a->ops->give_up(a, status, attempt_pinned_down(a) ? "session datacenter down"
                                    : status == 503 ? "no server" : "server failed");
@@ -179,7 +183,7 @@ static void route_to(struct attempt *a, struct dc *dc)
 {
     struct srv *s = route_first(a->c->gen, cl_of(a), dc, &a->rt);
     if (!s) {
-        no_server(a, 503);
+        no_server(a, 503, false);
         return;
     }
     a->rt.dc->st->requests_total++;
@@ -323,7 +327,12 @@ static void charge(struct attempt *a, struct srv *s, enum attempt_fault fault)
         counters->invalid_responses_total++;
         return;
     }
-    if (fault == FAULT_DOWN || a->charged || (fault == FAULT_SLOW && s->hc))
+    /* A refused connection cannot be the request's doing: nothing listens
+     * there, and every one of them counts (else, with every datacenter
+     * gone at once, the servers a request tried after the first would stay
+     * up, and nothing would be held). */
+    if (fault == FAULT_DOWN || (a->charged && fault != FAULT_REFUSED) ||
+        (fault == FAULT_SLOW && s->hc))
         return;
     a->charged = true;
     srv_traffic_failed(s, fault == FAULT_REFUSED ? DC_FAIL_REFUSED
@@ -396,7 +405,8 @@ void attempt_failed(struct attempt *a, enum attempt_fault fault, int status)
         srv_unref(s);
     if (next_server(a))
         return;
-    no_server(a, status);
+    no_server(a, status, fault == FAULT_REFUSED || fault == FAULT_TIMEOUT ||
+                             fault == FAULT_DOWN);
 }
 
 /* ---- hedging ---- */

@@ -28,7 +28,8 @@ struct access_log_rec;
 
 /* Why an attempt failed, which decides what it costs the server and
  * whether the request may go elsewhere. A request charges at most one
- * server, whatever happens to its later attempts. */
+ * server, whatever happens to its later attempts, but for refused
+ * connections, which are never the request's doing. */
 enum attempt_fault {
     FAULT_REFUSED,      /* nothing listens: charged, tried elsewhere */
     FAULT_RESET,        /* reset or closed before answering: charged, tried elsewhere when replayable */

@@ -594,3 +594,34 @@ listener web {{ listen 127.0.0.1:{port}; mode http; session cookie sid; failback
     assert shares[0][1] < 0.4
     assert shares[-1][1] == 1.0
     assert all(b[1] >= a[1] for a, b in zip(shares, shares[1:]))  # once home, they stay
+
+
+def test_every_datacenter_dying_at_once_holds_what_is_in_flight(env):
+    """Only the first refusal of a request once marked its server down: with
+    every datacenter gone at once, the others still looked up, and in-flight
+    requests got 502 instead of being held (found by make chaos)."""
+    ports = [free_port() for _ in range(3)]
+    dcs = [env.dcsim(n, port=p, delay="300ms") for n, p in zip(("ams", "fra", "lon"), ports)]
+    port, sp = free_port(), free_port()
+    blocks = "".join(f"datacenter {d} {{ priority {i + 1}; server 127.0.0.1:{p}; "
+                     f"check tcp interval 1s timeout 1s; }}\n"
+                     for i, (d, p) in enumerate(zip(("ams", "fra", "lon"), ports)))
+    env.gateway(f"stats 127.0.0.1:{sp};\n{blocks}"
+                f"listener web {{ listen 127.0.0.1:{port}; mode http; hold_timeout 10s; }}\n",
+                wait=[port])
+    wait_until(lambda: all(d["healthy"] for d in stats(sp)["datacenters"]), what="all up")
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(
+        RawHTTP(port, timeout=15).request(f"/in-flight/{i}"))) for i in range(3)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: dc_state(sp, "ams")["servers"][0]["connections_active"] == 3,
+               what="3 requests at ams")
+    for d in reversed(dcs):  # the farther ones first: the in-flight requests find them gone
+        d.stop(signal.SIGKILL)
+    wait_until(lambda: stats(sp)["counters"]["held_now"] == 3, what="all three held")
+    for n, p in zip(("ams", "fra", "lon"), ports):
+        env.dcsim(n, port=p)
+    for t in threads:
+        t.join(15)
+    assert [r[0] for r in results] == [200, 200, 200], results
