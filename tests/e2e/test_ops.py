@@ -114,12 +114,12 @@ def test_drain_lets_a_slow_request_finish_and_refuses_new_ones(env):
     def at_server():
         srv = dc_state(sp, "ams")["servers"][0]
         return srv["connections_active"] == 1 and srv["idle_pooled"] == 0
-    wait_until(at_server, what="the slow request at the server")
+    wait_until(at_server, timeout=10, what="the slow request at the server")
     gw.send(signal.SIGTERM)
-    wait_until(lambda: not listening(port), what="listener closed")
+    wait_until(lambda: not listening(port), timeout=10, what="listener closed")
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2)
-    assert idle.closed_by_peer()  # idle keep-alive connections close at once
+    assert idle.closed_by_peer(timeout=5)  # idle keep-alive connections close at once
     assert http_get(sp, "/healthz")[0] == 503
     t.join(10)
     assert result["r"][0] == 200 and result["r"][2].startswith(b"dc=ams")
