@@ -107,10 +107,11 @@ fuzz-corpus: $(FUZZ_BIN)
 
 # The end-to-end suite, against the optimized build and then against the
 # sanitizer build (any ASan/UBSan/LSan report fails the test that caused it).
-PYTEST := cd tests/e2e && /usr/bin/python3 -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+# (EG_BIN is set after the `cd`: an assignment before `cd` would reach only cd.)
+PYTEST = cd tests/e2e && EG_BIN=$(1) /usr/bin/python3 -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 e2e: all $(B)/asan/edgegate
-	$(PYTEST)
-	EG_BIN=$(CURDIR)/$(B)/asan/edgegate $(PYTEST)
+	$(call PYTEST,$(CURDIR)/$(B)/edgegate)
+	$(call PYTEST,$(CURDIR)/$(B)/asan/edgegate)
 
 test: deps-test
 	$(MAKE) all

@@ -1,6 +1,7 @@
 #include "base/alloc.h"
 
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,13 +47,20 @@ void pool_put(struct pool *p, void *obj)
     p->nfree++;
 }
 
+/* After a burst (1000+ live objects), glibc keeps the freed heap. Trim each
+ * time the live count halves, down to zero: one trim at half the peak would
+ * leave the pages that the last few hundred connections pinned. */
 void eg_release_after_peak(unsigned long live)
 {
-    static unsigned long peak;
+    static unsigned long peak; /* highest live count since the last trim */
+    static bool after_burst;   /* memory of a burst may still be held */
     if (live > peak)
         peak = live;
-    if (peak >= 1000 && live < peak / 2) {
+    if (peak >= 1000)
+        after_burst = true;
+    if (after_burst && live < peak / 2) {
         malloc_trim(0);
         peak = live;
+        after_burst = live > 0;
     }
 }
