@@ -304,9 +304,9 @@ static void handshake_io(struct conn *c)
         established(c, c->ops->h2 && tls_alpn_h2(c->sk.ssl));
 }
 
-/* The client connection preface of HTTP/2 (RFC 9113 3.4): a request line no
- * HTTP/1 client sends. */
-static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/* The client connection preface of HTTP/2 (RFC 9113 3.4) starts with a
+ * request line no HTTP/1 client sends; the HTTP/2 mode checks the rest. */
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n";
 #define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
 
 /* Peeks at the first bytes of a cleartext client: the preface goes to the

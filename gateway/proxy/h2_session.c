@@ -245,6 +245,23 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     return 0;
 }
 
+/* A HEADERS frame opening a stream whose identifier was used before: nghttp2
+ * forgets closed streams and would ignore it quietly, but it is a
+ * connection error (RFC 9113 5.1.1). Trailers go to a stream still open. */
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user)
+{
+    struct h2_conn *h = user;
+    if (hd->type != NGHTTP2_HEADERS || hd->stream_id == 0)
+        return 0;
+    if (hd->stream_id > h->max_stream_id) {
+        h->max_stream_id = hd->stream_id;
+        return 0;
+    }
+    if (!nghttp2_session_find_stream(ng, hd->stream_id))
+        h2_terminate(h, NGHTTP2_PROTOCOL_ERROR);
+    return 0;
+}
+
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f, nghttp2_rcbuf *name,
                      nghttp2_rcbuf *value, uint8_t flags, void *user)
 {
@@ -359,6 +376,7 @@ static void init_nghttp2(void)
 {
     nghttp2_session_callbacks_new(&callbacks);
     nghttp2_session_callbacks_set_send_callback(callbacks, on_send);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback2(callbacks, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);

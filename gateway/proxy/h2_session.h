@@ -65,6 +65,7 @@ struct h2_conn {
     struct dlist streams;
     struct dlist link;          /* all connections (drain, reload) */
     struct dlist flush_link;    /* connections with frames to send this loop round */
+    int32_t max_stream_id;      /* the highest a HEADERS frame named */
     int nstreams;
     int depth;                  /* h2_enter() nesting */
     bool dead;                  /* freed at the outermost h2_leave() */
