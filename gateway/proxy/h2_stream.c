@@ -499,7 +499,7 @@ static int out_iov(struct h2_stream *s, struct iovec *iov)
             if (pfrom < dl)
                 n = iov_add(iov, n, pay + s->body_sent + pfrom, dl - pfrom);
             uint32_t sfrom = c > hl + dl ? c - hl - dl : 0;
-            return iov_add(iov, n, "\r\n" + sfrom, 2 - sfrom);
+            return iov_add(iov, n, &"\r\n"[sfrom], 2 - sfrom);
         }
     }
     if (s->body_sent == s->pay_len)
