@@ -386,6 +386,12 @@ SSL *tls_lsn_ssl(struct tls_lsn *t, int fd)
 
 const char *tls_sni(SSL *ssl) { return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name); }
 
+void tls_offer_h2(SSL *ssl)
+{
+    static const unsigned char h2[] = "\x02h2";
+    SSL_set_alpn_protos(ssl, h2, sizeof(h2) - 1);
+}
+
 bool tls_alpn_h2(SSL *ssl)
 {
     const unsigned char *p;

@@ -26,6 +26,8 @@ SSL *tls_lsn_ssl(struct tls_lsn *t, int fd);
 const char *tls_sni(SSL *ssl);
 /* Whether the handshake settled on ALPN h2 (either side). */
 bool tls_alpn_h2(SSL *ssl);
+/* A client session that asks for ALPN h2 (HTTP/2 to a server). */
+void tls_offer_h2(SSL *ssl);
 
 /* TLS towards a server: a context verifying against VERIFY_CA (NULL: no
  * verification), or NULL with ERR set. */

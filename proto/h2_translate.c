@@ -208,6 +208,31 @@ size_t h2t_response_fields(const struct http_msg *m, char *head, struct h2t_fiel
     return n;
 }
 
+size_t h2t_request_fields(const struct http_msg *m, char *head, const char *scheme,
+                          struct h2t_field *f, size_t cap)
+{
+    size_t n = 0;
+    f[n++] = (struct h2t_field){":method", head, 7, m->method_len};
+    f[n++] = (struct h2t_field){":scheme", scheme, 7, (uint32_t)strlen(scheme)};
+    for (int i = 0; i < m->nhdrs; i++)
+        if (m->hdrs[i].kind == HH_HOST) {
+            f[n++] = (struct h2t_field){":authority", head + m->hdrs[i].val, 10,
+                                        m->hdrs[i].val_len};
+            break;
+        }
+    f[n++] = (struct h2t_field){":path", head + m->target, 5, m->target_len};
+    for (int i = 0; i < m->nhdrs && n < cap; i++) {
+        const struct http_hdr *h = &m->hdrs[i];
+        char *name = head + h->name;
+        lower(name, h->name_len);
+        if (h->kind == HH_HOST || connection_specific(name, h->name_len) ||
+            named_by_connection(m, head, name, h->name_len))
+            continue;
+        f[n++] = (struct h2t_field){name, head + h->val, h->name_len, h->val_len};
+    }
+    return n;
+}
+
 /* ---- chunked bodies ---- */
 
 enum {

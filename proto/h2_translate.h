@@ -53,6 +53,14 @@ size_t h2t_chunk_head(char *out, size_t len);
 size_t h2t_response_fields(const struct http_msg *m, char *head, struct h2t_field *f,
                            size_t cap);
 
+/* The fields of the HTTP/1.1 request head parsed into M (HEAD its first byte,
+ * every header kept) for an HTTP/2 server, in F (CAP entries, at least 4):
+ * :method, :scheme (SCHEME), :authority (from Host), :path, then the other
+ * fields with lowercase names (in HEAD), hop-by-hop ones dropped. Returns
+ * how many. */
+size_t h2t_request_fields(const struct http_msg *m, char *head, const char *scheme,
+                          struct h2t_field *f, size_t cap);
+
 /* A chunked body undone in place. */
 struct h2t_unchunk {
     uint8_t state;

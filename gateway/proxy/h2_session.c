@@ -1,6 +1,7 @@
 /* HTTP/2 from clients: the connection, its nghttp2 session, limits and
  * floods, GOAWAY. Streams live in h2_stream.c. */
 #include "gateway/proxy/h2_session.h"
+#include "gateway/proxy/h2_upstream.h"
 #include "base/alloc.h"
 #include "base/buffer.h"
 #include "base/counters.h"
@@ -112,18 +113,22 @@ static void settle(struct h2_conn *h)
 }
 
 /* Connections with frames to send are flushed once per loop round, just
- * before the loop waits: the answers of many streams go out in one write. */
+ * before the loop waits: the answers of many streams go out in one write.
+ * Flushing the connections to clients and those to servers (h2_upstream.c)
+ * feeds each other (windows, request bodies): until neither has more. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop, (void)w, (void)revents;
-    while (!dlist_empty(&flushq)) {
-        struct h2_conn *h = container_of(flushq.next, struct h2_conn, flush_link);
-        dlist_del(&h->flush_link);
-        h->depth++;
-        flush(h);
-        h->depth--;
-        settle(h);
-    }
+    do {
+        while (!dlist_empty(&flushq)) {
+            struct h2_conn *h = container_of(flushq.next, struct h2_conn, flush_link);
+            dlist_del(&h->flush_link);
+            h->depth++;
+            flush(h);
+            h->depth--;
+            settle(h);
+        }
+    } while (h2_up_flush_pending() || !dlist_empty(&flushq));
 }
 
 void h2_enter(struct h2_conn *h) { h->depth++; }

@@ -117,6 +117,7 @@ struct h2_stream {
     bool keep_server;           /* the server connection may be pooled */
     bool accounted;             /* counted and logged */
     bool chunk_open;            /* a chunk of the request body is being written */
+    bool te_trailers;           /* the client said `te: trailers` */
     uint8_t method;
     uint8_t interims;           /* 1xx heads passed on */
     uint8_t pp_len;

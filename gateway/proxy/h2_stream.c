@@ -17,13 +17,21 @@
  * The response is read into `ob`, its head parsed and submitted as HEADERS,
  * its body unframed in place (Content-Length, chunked, or up to the close)
  * and handed to nghttp2 by the data provider as the client's window allows.
- * Interim (1xx) heads are passed on; trailers follow the DATA. */
+ * Interim (1xx) heads are passed on; trailers follow the DATA.
+ *
+ * Towards a server marked h2 the stream goes out as a stream of a shared
+ * connection (h2_upstream.h): its fields come from the head in `rq` (with
+ * the forwarding headers), its body from the payload, its trailers from the
+ * end; the response's fields, DATA and trailers come back as they are, the
+ * DATA through `ob` and given back to the server's window as the client
+ * takes it. It fails over only before the response's head. */
 #include "base/alloc.h"
 #include "base/buffer.h"
 #include "base/counters.h"
 #include "base/log.h"
 #include "gateway/ops/access_log.h"
 #include "gateway/proxy/h2_session.h"
+#include "gateway/proxy/h2_upstream.h"
 #include "gateway/proxy/upstream.h"
 
 #include <stdio.h>
@@ -65,6 +73,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     s->h = h;
     s->id = id;
     attempt_init(&s->a, &h2_attempt_ops, &s->c, s->c.cl->send_proxy != 0, NULL);
+    s->a.mux = true;
     dlist_add_tail(&h->streams, &s->link);
     h->nstreams++;
     counters->h2_streams_active++;
@@ -384,6 +393,9 @@ static void start_request(struct h2_stream *s, bool body)
         nghttp2_vec v = nghttp2_rcbuf_get_buf(s->fields->rc[i + 1]);
         f[nf++] = (struct h2t_field){(const char *)n.base, (const char *)v.base,
                                      (uint32_t)n.len, (uint32_t)v.len};
+        /* HTTP/1.1 servers do without it, HTTP/2 ones (gRPC) may want it. */
+        if (n.len == 2 && memcmp(n.base, "te", 2) == 0)
+            s->te_trailers = true;
     }
     struct h2t_req_info info;
     int len = h2t_request_head(f, nf, body, scratch, sizeof(scratch), &info);
@@ -607,13 +619,29 @@ static bool write_request(struct h2_stream *s)
     return true;
 }
 
+static bool via_mux(const struct h2_stream *s)
+{
+    return s->a.state == ATTEMPT_READY && s->a.up->mux;
+}
+
 static void server_interest(struct h2_stream *s)
 {
-    if (s->a.state != ATTEMPT_READY)
+    if (s->a.state != ATTEMPT_READY || s->a.up->mux)
         return;
     bool rd = s->resp_state != H2P_DONE &&
               (!s->ob || buf_room(s->ob) > 0 || s->ob->head > 0);
     sk_want(gw.loop, &s->a.up->sk, rd, request_unsent(s));
+}
+
+/* More of the request can go to the server. */
+static void push_request(struct h2_stream *s)
+{
+    if (s->a.state != ATTEMPT_READY)
+        return;
+    if (s->a.up->mux)
+        h2_up_resume(s->a.up);
+    else if (write_request(s))
+        server_interest(s);
 }
 
 void h2_stream_data(struct h2_stream *s, const uint8_t *data, size_t len)
@@ -633,8 +661,7 @@ void h2_stream_data(struct h2_stream *s, const uint8_t *data, size_t len)
     touch(s);
     if (!retaining(s))
         stop_retaining(s);
-    if (write_request(s))
-        server_interest(s);
+    push_request(s);
 }
 
 void h2_stream_end(struct h2_stream *s)
@@ -652,8 +679,7 @@ void h2_stream_end(struct h2_stream *s)
         }
     }
     s->fin = true;
-    if (s->a.state == ATTEMPT_READY && write_request(s))
-        server_interest(s);
+    push_request(s);
 }
 
 /* ---- the response ---- */
@@ -866,7 +892,10 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         if (s->ob->head == s->ob->tail)
             s->ob->head = s->ob->tail = 0;
         touch(s);
-        server_interest(s); /* room again */
+        if (via_mux(s))
+            h2_up_consume(s->a.up, n); /* the server may send more */
+        else
+            server_interest(s); /* room again */
     }
     if (s->pay == 0 && s->resp_state == H2P_DONE) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -899,6 +928,214 @@ void h2_stream_sent_end(struct h2_stream *s)
         nghttp2_submit_rst_stream(ng_of(s), NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
 }
 
+/* ---- towards an HTTP/2 server ---- */
+
+static struct h2_stream *owner_enter(void *owner)
+{
+    struct h2_stream *s = owner;
+    h2_enter(s->h);
+    return s;
+}
+
+static size_t up_body(void *owner, uint8_t *buf, size_t len, bool *eof)
+{
+    struct h2_stream *s = owner_enter(owner);
+    struct h2_conn *h = s->h;
+    size_t n = 0;
+    *eof = true; /* no request left: answered meanwhile */
+    if (s->rq) {
+        n = MIN(len, (size_t)(s->pay_len - s->body_sent));
+        memcpy(buf, s->rq->data + s->head_len + s->body_sent, n);
+        s->body_sent += (uint32_t)n;
+        s->tx_req += n;
+        *eof = s->req_state == H2R_DONE && s->body_sent == s->pay_len;
+        if (*eof)
+            s->fin_sent = s->fin_len; /* the trailers go as HEADERS */
+        if (!retaining(s))
+            drop_sent(s);
+        if (*eof && s->resp_state < H2P_BODY)
+            conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->response_timeout);
+        else if (n)
+            touch(s);
+    }
+    h2_leave(h);
+    return n;
+}
+
+/* Trailer fields live here until nghttp2 copied them. */
+static char up_trailer_text[H2T_MAX_TRAILER];
+
+static size_t up_trailers(void *owner, nghttp2_nv *nv, size_t cap)
+{
+    struct h2_stream *s = owner;
+    /* The end is "0\r\n", the trailer lines, "\r\n". */
+    if (!s->rq || !s->chunked || s->fin_len <= 5)
+        return 0;
+    uint32_t len = s->fin_len - 5;
+    memcpy(up_trailer_text, s->rq->data + s->head_len + s->pay_len + 3, len);
+    struct h2t_field f[64];
+    size_t n = h2t_trailer_fields(up_trailer_text, len, f, MIN(cap, ARRAY_LEN(f)));
+    for (size_t i = 0; i < n; i++)
+        nv[i] = (nghttp2_nv){(uint8_t *)f[i].name, (uint8_t *)f[i].value, f[i].name_len,
+                             f[i].value_len, NGHTTP2_NV_FLAG_NONE};
+    return n;
+}
+
+static void up_head(void *owner, const nghttp2_nv *nv, size_t n, bool end)
+{
+    struct h2_stream *s = owner_enter(owner);
+    struct h2_conn *h = s->h;
+    int status = 0;
+    if (n > 0 && nv[0].namelen == 7 && memcmp(nv[0].name, ":status", 7) == 0 &&
+        nv[0].valuelen == 3)
+        status = atoi((const char *)nv[0].value);
+    srv_traffic_ok(s->a.up->srv);
+    if (status < 100 || status == 101 || (status < 200 && ++s->interims > MAX_INTERIM)) {
+        log_warn("h2: bad response head from %s", s->a.up->srv->name);
+        attempt_failed(&s->a, FAULT_INVALID, 502);
+    } else if (status < 200) {
+        nghttp2_submit_headers(ng_of(s), NGHTTP2_FLAG_NONE, s->id, NULL, nv, n, NULL);
+    } else {
+        s->status = (uint16_t)status;
+        s->submitted = true;
+        s->keep_server = true;
+        s->resp_state = H2P_BODY;
+        nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_body};
+        nghttp2_submit_response(ng_of(s), s->id, nv, n, end ? NULL : &prd);
+        stop_retaining(s); /* a response started: no replay any more */
+    }
+    h2_leave(h);
+}
+
+static void up_data(void *owner, const uint8_t *p, size_t len)
+{
+    struct h2_stream *s = owner_enter(owner);
+    struct h2_conn *h = s->h;
+    if (!s->ob)
+        s->ob = buf_get();
+    if (buf_room(s->ob) < len)
+        buf_compact(s->ob);
+    if (buf_room(s->ob) < len) /* more than the window we gave: not kept */
+        s->ob = buf_grow(s->ob, s->ob->tail + len);
+    memcpy(buf_wpos(s->ob), p, len);
+    s->ob->tail += (uint32_t)len;
+    s->pay += (uint32_t)len;
+    touch(s);
+    payload_ready(s);
+    h2_leave(h);
+}
+
+static void up_trailer(void *owner, const nghttp2_nv *nv, size_t n)
+{
+    struct h2_stream *s = owner_enter(owner);
+    struct h2_conn *h = s->h;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = nv[i].namelen + nv[i].valuelen + 4;
+        if (s->trailers_len + len > H2T_MAX_TRAILER)
+            break;
+        s->trailers = eg_realloc(s->trailers, s->trailers_len + len);
+        char *t = s->trailers + s->trailers_len;
+        memcpy(t, nv[i].name, nv[i].namelen);
+        memcpy(t + nv[i].namelen, ": ", 2);
+        memcpy(t + nv[i].namelen + 2, nv[i].value, nv[i].valuelen);
+        memcpy(t + len - 2, "\r\n", 2);
+        s->trailers_len += (uint32_t)len;
+    }
+    h2_leave(h);
+}
+
+static void up_end(void *owner)
+{
+    struct h2_stream *s = owner_enter(owner);
+    struct h2_conn *h = s->h;
+    s->resp_state = H2P_DONE;
+    server_done(s);
+    payload_ready(s);
+    h2_leave(h);
+}
+
+/* The server reset the stream or its connection ended: before the head the
+ * request may go elsewhere (as if refused when the server did not process
+ * it: no charge, replayed whatever its method), after it the client's
+ * stream is reset. */
+static void up_failed(void *owner, uint32_t code, bool refused)
+{
+    struct h2_stream *s = owner_enter(owner);
+    struct h2_conn *h = s->h;
+    log_debug("h2: stream %d of %s: the server ended it (%s)", s->id, s->c.cl->name,
+              nghttp2_http2_strerror(code));
+    if (s->submitted) {
+        reset(s, NGHTTP2_INTERNAL_ERROR, "server reset");
+    } else {
+        if (refused)
+            s->reached = false;
+        attempt_failed(&s->a, refused ? FAULT_DOWN : FAULT_RESET, 502);
+    }
+    h2_leave(h);
+}
+
+static const struct h2_up_ops up_ops = {
+    .body = up_body, .trailers = up_trailers, .head = up_head, .data = up_data,
+    .trailer = up_trailer, .end = up_end, .failed = up_failed,
+};
+
+/* The request's fields for an HTTP/2 server, from the head in rq. */
+static size_t request_fields(struct h2_stream *s, nghttp2_nv *nv, size_t cap)
+{
+    static const struct http_limits lim = {.max_line = 65535, .max_head = 65535,
+                                           .max_headers = HTTP_MAX_HDRS};
+    struct http_msg m;
+    http_msg_init(&m, false, scratch_hdrs, HTTP_MAX_HDRS);
+    if (http_parse(&m, s->rq->data, s->head_len, &lim) != EG_OK)
+        return 0;
+    struct h2t_field f[HTTP_MAX_HDRS + 5];
+    size_t n = h2t_request_fields(&m, s->rq->data, s->a.up->srv->tls ? "https" : "http", f,
+                                  ARRAY_LEN(f) - 1);
+    if (s->te_trailers)
+        f[n++] = (struct h2t_field){"te", "trailers", 2, 8};
+    n = MIN(n, cap);
+    for (size_t i = 0; i < n; i++)
+        nv[i] = (nghttp2_nv){(uint8_t *)f[i].name, (uint8_t *)f[i].value, f[i].name_len,
+                             f[i].value_len, NGHTTP2_NV_FLAG_NONE};
+    return n;
+}
+
+/* The engine has a server marked h2 ready: a stream on a shared connection
+ * (the engine's fresh connection becomes one), the request submitted. */
+static void ready_h2(struct h2_stream *s)
+{
+    struct upstream *u = s->a.up;
+    if (!u->mux) {
+        struct upstream *v = h2_up_adopt(u);
+        if (!v) {
+            attempt_failed(&s->a, FAULT_RESET, 502);
+            return;
+        }
+        s->a.up = v; /* the connection now belongs to the shared session */
+    }
+    s->head_sent = s->head_len;
+    s->body_sent = s->fin_sent = 0;
+    s->chunk_open = false;
+    s->pp_len = 0;
+    buf_put(s->ob);
+    s->ob = NULL;
+    s->pay = 0;
+    s->interims = 0;
+    s->resp_state = H2P_HEAD;
+    nghttp2_nv nv[HTTP_MAX_HDRS + 6];
+    size_t n = request_fields(s, nv, ARRAY_LEN(nv));
+    bool body = s->req_state != H2R_DONE || s->pay_len > 0 || (s->chunked && s->fin_len > 5);
+    if (n == 0 || h2_up_submit(s->a.up, nv, n, body, &up_ops, s) != EG_OK) {
+        attempt_failed(&s->a, FAULT_RESET, 502);
+        return;
+    }
+    s->reached = true;
+    if (body)
+        touch(s);
+    else
+        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->response_timeout);
+}
+
 /* ---- the engine's callbacks ---- */
 
 static struct h2_stream *stream_of(const struct attempt *a)
@@ -906,12 +1143,19 @@ static struct h2_stream *stream_of(const struct attempt *a)
     return container_of(a, struct h2_stream, a);
 }
 
+static void ready_h2(struct h2_stream *s);
+
 static void on_ready(struct attempt *a)
 {
     struct h2_stream *s = stream_of(a);
     struct h2_conn *h = s->h;
     h2_enter(h);
     struct upstream *u = a->up;
+    if (u->srv->cs->h2) {
+        ready_h2(s);
+        h2_leave(h);
+        return;
+    }
     s->head_sent = s->body_sent = s->fin_sent = 0;
     s->chunk_open = false;
     s->pp_len = 0;

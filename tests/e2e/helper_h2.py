@@ -187,10 +187,17 @@ def resets_of(frames):
     return {s: int.from_bytes(p[:4], "big") for t, _, s, p in frames if t == RST_STREAM}
 
 
+class RESET:
+    def __init__(self, code):
+        self.code = code
+
+
 class H2Server(threading.Thread):
-    """A cleartext HTTP/2 server (prior knowledge) answering every stream with
-    HANDLER(headers, body, trailers) -> (headers, body, trailers); it records
-    the requests it got and how many connections it saw."""
+    """An HTTP/2 server (prior knowledge, or TLS with ALPN h2 given TLS_CTX)
+    answering every stream with HANDLER(headers, body, trailers) ->
+    (headers, body, trailers), or with a reset: RESET(code) as the answer, or
+    as its body to reset after the head. It records the requests it got and
+    the connections that carried any."""
 
     def __init__(self, port, handler, tls_ctx=None):
         super().__init__(daemon=True)
@@ -200,7 +207,7 @@ class H2Server(threading.Thread):
         self.ls.bind(("127.0.0.1", port))
         self.ls.listen(64)
         self.requests = []
-        self.connections = 0
+        self.connections = 0        # that carried a request
         self.stopped = False
 
     def run(self):
@@ -215,16 +222,16 @@ class H2Server(threading.Thread):
                 except (ssl.SSLError, OSError):
                     s.close()
                     continue
-            self.connections += 1
             threading.Thread(target=self.serve, args=(s,), daemon=True).start()
 
     def serve(self, s):
         cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         c = h2.connection.H2Connection(config=cfg)
         c.initiate_connection()
-        s.sendall(c.data_to_send())
         reqs = {}
+        counted = False
         try:
+            s.sendall(c.data_to_send())
             while True:
                 data = s.recv(65536)
                 if not data:
@@ -241,8 +248,18 @@ class H2Server(threading.Thread):
                     elif isinstance(ev, h2.events.StreamEnded):
                         r = reqs.pop(ev.stream_id)
                         self.requests.append(r)
-                        hs, body, trailers = self.handler(r["headers"], r["body"], r["trailers"])
+                        if not counted:
+                            counted = True
+                            self.connections += 1
+                        answer = self.handler(r["headers"], r["body"], r["trailers"])
+                        if isinstance(answer, RESET):
+                            c.reset_stream(ev.stream_id, answer.code)
+                            continue
+                        hs, body, trailers = answer
                         c.send_headers(ev.stream_id, hs, end_stream=not body and not trailers)
+                        if isinstance(body, RESET):
+                            c.reset_stream(ev.stream_id, body.code)
+                            continue
                         if body:
                             c.send_data(ev.stream_id, body, end_stream=not trailers)
                         if trailers:

@@ -416,3 +416,97 @@ def test_reload_and_drain_send_graceful_goaway(env):
 
 def stats_after_exit_ok(g):
     return "drain timeout" not in g.output()
+
+
+# ---- HTTP/2 towards servers ----
+
+def grpc_handler(headers, body, trailers):
+    h = dict(headers)
+    reply = b"\0\0\0\0\x03" + b"ok!"
+    return ([(":status", "200"), ("content-type", "application/grpc"),
+             ("x-got-te", h.get("te", "-")), ("x-got-xff", h.get("x-forwarded-for", "-")),
+             ("x-got-authority", h.get(":authority", "-"))],
+            reply, [("grpc-status", "0"), ("grpc-message", f"done {h[':path']}")])
+
+
+def grpc_call(c, path, body=b"\0\0\0\0\x05hello"):
+    return c.request(path, [("content-type", "application/grpc"), ("te", "trailers")],
+                     body=body, method="POST")
+
+
+def test_grpc_through_an_h2_server_keeps_trailers_and_multiplexes(env):
+    srv = H2Server(free_port(), grpc_handler)
+    srv.start()
+    port, sp = gateway(env, [("ams", 1, [f"127.0.0.1:{srv.port} h2"])], listener="http2 on;",
+                       check=SLOW, sess="")
+    wait_until(lambda: dc_state(sp, "ams")["healthy"], what="ams up")
+    c = H2Client(port)
+    st = c.response(grpc_call(c, "/pkg.Greeter/Hello"))
+    h = dict(st["headers"])
+    assert (h[":status"], h["content-type"]) == ("200", "application/grpc")
+    assert (h["x-got-te"], h["x-got-xff"], h["x-got-authority"]) == ("trailers", "127.0.0.1",
+                                                                     "test")
+    assert st["data"] == b"\0\0\0\0\x03ok!"
+    assert dict(st["trailers"]) == {"grpc-status": "0", "grpc-message": "done /pkg.Greeter/Hello"}
+    assert srv.requests[-1]["body"] == b"\0\0\0\0\x05hello"
+    # 50 concurrent calls share the server connection.
+    sids = [grpc_call(c, f"/pkg.Greeter/M{i}") for i in range(50)]
+    for i, sid in enumerate(sids):
+        st = c.response(sid)
+        assert dict(st["trailers"])["grpc-message"] == f"done /pkg.Greeter/M{i}"
+    assert srv.connections == 1
+    assert stats(sp)["counters"]["h2_upstream_streams_total"] == 51
+    # An HTTP/1.1 request is not sent to an HTTP/2 server, and costs it nothing.
+    assert http_get(port, "/h1")[0] == 502
+    assert dc_state(sp, "ams")["servers"][0]["up"]
+    srv.stop()
+
+
+def test_h2_server_over_tls_with_alpn(env, certs):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs.site.cert, certs.site.key)
+    ctx.set_alpn_protocols(["h2"])
+    srv = H2Server(free_port(), grpc_handler, tls_ctx=ctx)
+    srv.start()
+    port, sp = gateway(env, [("ams", 1, [f"127.0.0.1:{srv.port} tls h2"])],
+                       listener="http2 on;", check=SLOW, sess="")
+    wait_until(lambda: dc_state(sp, "ams")["healthy"], what="ams up")
+    c = H2Client(port)
+    st = c.response(grpc_call(c, "/pkg.Greeter/Tls"))
+    assert dict(st["trailers"])["grpc-status"] == "0"
+    assert dict(st["headers"])["x-got-te"] == "trailers"
+    srv.stop()
+
+
+def test_h2_server_fails_over_only_before_the_response_head(env):
+    from helper_h2 import RESET
+    calls = []
+
+    def flaky(headers, body, trailers):
+        path = dict(headers)[":path"]
+        calls.append(path)
+        if path.startswith("/refused"):
+            return RESET(REFUSED_STREAM)
+        if path.startswith("/reset-before"):
+            return RESET(2)
+        return [(":status", "200")], RESET(2), None   # head, then a reset
+    ams = H2Server(free_port(), flaky)
+    ams.start()
+    fra = env.dcsim("fra")
+    port, sp = gateway(env, [("ams", 1, [f"127.0.0.1:{ams.port} h2"]), ("fra", 2, [fra.addr])],
+                       listener="http2 on; retries 2;", check=SLOW, sess="")
+    wait_until(lambda: dc_state(sp, "ams")["healthy"], what="ams up")
+    c = H2Client(port)
+    # Refused: not processed, so even a POST goes to the next datacenter (HTTP/1.1 there).
+    st = c.get("/refused", body=b"data")
+    assert status(st) == 200 and st["data"] == b"dc=fra\npath=/refused\n"
+    # Reset before the head: a GET is replayed.
+    st = c.get("/reset-before")
+    assert status(st) == 200 and st["data"].startswith(b"dc=fra")
+    # Reset after the head: the client's stream is reset, never replayed.
+    n = len(calls)
+    st = c.get("/reset-after")
+    assert st["reset"] is not None
+    assert len(calls) == n + 1
+    assert stats(sp)["counters"]["h2_resets_internal_total"] >= 1
+    ams.stop()
