@@ -66,6 +66,7 @@ struct h2_conn {
     struct dlist link;          /* all connections (drain, reload) */
     struct dlist flush_link;    /* connections with frames to send this loop round */
     int32_t max_stream_id;      /* the highest a HEADERS frame named */
+    uint64_t unconsumed;        /* request bytes of all streams not given back yet */
     int nstreams;
     int depth;                  /* h2_enter() nesting */
     bool dead;                  /* freed at the outermost h2_leave() */

@@ -99,6 +99,7 @@ static void give_back(struct h2_stream *s, uint64_t n)
     if (n == 0 || s->h->dead)
         return;
     s->unconsumed -= n;
+    s->h->unconsumed -= n;
     nghttp2_session_consume(ng_of(s), s->id, (size_t)n);
 }
 
@@ -578,10 +579,25 @@ static void stop_retaining(struct h2_stream *s)
         drop_sent(s);
 }
 
+/* Whether request bytes the server has are kept for a replay: up to the
+ * replay limit, and while the connection's window is not half held by
+ * bytes waiting (else streams keeping theirs would starve one another:
+ * nothing given back, no window for anyone). */
 static bool retaining(const struct h2_stream *s)
 {
     uint64_t limit = MIN((uint64_t)s->c.cl->replay_buffer, (uint64_t)H2_STREAM_WINDOW - 1);
-    return !s->submitted && s->body_in <= limit;
+    return !s->submitted && s->body_in <= limit && s->h->unconsumed <= H2_CONN_WINDOW / 2;
+}
+
+/* The connection's window is half held: every stream gives back what the
+ * server has. */
+static void relieve(struct h2_conn *h)
+{
+    for (struct dlist *n = h->streams.next; n != &h->streams; n = n->next) {
+        struct h2_stream *s = container_of(n, struct h2_stream, link);
+        if (s->rq && s->a.state == ATTEMPT_READY)
+            drop_sent(s);
+    }
 }
 
 static void touch(struct h2_stream *s)
@@ -647,6 +663,7 @@ static void push_request(struct h2_stream *s)
 void h2_stream_data(struct h2_stream *s, const uint8_t *data, size_t len)
 {
     s->unconsumed += len;
+    s->h->unconsumed += len;
     s->body_in += len;
     if (!s->rq || s->answered || s->fin) {
         give_back(s, len); /* answered already, or not wanted: dropped */
@@ -656,6 +673,8 @@ void h2_stream_data(struct h2_stream *s, const uint8_t *data, size_t len)
         respond(s, 413);
         return;
     }
+    if (s->h->unconsumed > H2_CONN_WINDOW / 2)
+        relieve(s->h);
     if (s->a.state != ATTEMPT_READY)
         return;
     touch(s);

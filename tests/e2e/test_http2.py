@@ -236,6 +236,19 @@ def test_large_bodies_both_ways_with_bounded_buffers(env):
     h1.stop()
 
 
+def test_concurrent_uploads_share_the_connection_window(env):
+    """100 uploads on one connection, each over the replay limit: bytes kept
+    for replays must not hold the connection's window (they would starve
+    one another)."""
+    port, sp = h2c(env)
+    data = env.write("upload", "x" * 300000)
+    r = subprocess.run(["h2load", "-n", "300", "-c", "1", "-m", "100", "-d", data,
+                        f"http://127.0.0.1:{port}/up"], capture_output=True, text=True,
+                       timeout=60)
+    assert "status codes: 300 2xx" in r.stdout, r.stdout
+    wait_until(lambda: stats(sp)["counters"]["buffers_in_use"] == 0, what="buffers back")
+
+
 def test_idle_connection_holds_no_buffer(env):
     port, sp = h2c(env)
     c = H2Client(port)
