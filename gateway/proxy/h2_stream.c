@@ -214,6 +214,7 @@ static void respond(struct h2_stream *s, int status)
         return;
     }
     bool maybe = s->reached && (status == 502 || status == 504);
+    bool pinned = status == 503 && attempt_pinned_down(&s->a);
     attempt_cancel(&s->a);
     account(s, status, "error");
     s->answered = true;
@@ -236,6 +237,8 @@ static void respond(struct h2_stream *s, int status)
      * been processed there (see http_errors.c). */
     if (maybe)
         nv[n++] = (nghttp2_nv)NV("edgegate-processed", "unknown", 7);
+    else if (pinned)
+        nv[n++] = (nghttp2_nv)NV("edgegate-cause", "session datacenter down", 23);
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_err_body};
     nghttp2_submit_response(ng_of(s), s->id, nv, n, &prd);
     conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
@@ -600,6 +603,18 @@ static void relieve(struct h2_conn *h)
     }
 }
 
+/* When the server must have answered: response_timeout from now, or
+ * try_timeout for a request that may go to another server afterwards
+ * (idempotent, and not on its last try), as in http mode. */
+static ev_tstamp answer_deadline(const struct h2_stream *s)
+{
+    const struct conf_listener *cl = s->c.cl;
+    bool another = s->a.tries <= cl->retries && s->idempotent;
+    double t = cl->try_timeout > 0 && another ? MIN(cl->try_timeout, cl->response_timeout)
+                                              : cl->response_timeout;
+    return ev_now(gw.loop) + t;
+}
+
 static void touch(struct h2_stream *s)
 {
     conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
@@ -629,9 +644,9 @@ static bool write_request(struct h2_stream *s)
         if (!retaining(s))
             drop_sent(s);
     }
-    /* All out: from now on the server has response_timeout to answer. */
+    /* All out: from now on the server has answer_deadline() to answer. */
     if (s->req_state == H2R_DONE && s->resp_state < H2P_BODY)
-        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->response_timeout);
+        conn_deadline(&s->c, answer_deadline(s));
     return true;
 }
 
@@ -755,6 +770,13 @@ static bool response_head(struct h2_stream *s)
         http_msg_init(&s->resp, true, &s->resp_hdr, 1);
         return true;
     }
+    const struct conf_listener *cl = s->c.cl;
+    const char *v;
+    size_t n;
+    if (cl->sess_issued && http_find_set_cookie(buf_rpos(s->ob), s->resp.head_len, cl->sess_name,
+                                                cl->sess_name_len, &v, &n))
+        attempt_session_issued(&s->a, v, n);
+    attempt_answered(&s->a, s->resp.status);
     http_body_response(&s->respb, &s->resp, s->method);
     bool body = s->respb.kind != BODY_NONE;
     s->status = s->resp.status;
@@ -973,7 +995,7 @@ static size_t up_body(void *owner, uint8_t *buf, size_t len, bool *eof)
         if (!retaining(s))
             drop_sent(s);
         if (*eof && s->resp_state < H2P_BODY)
-            conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->response_timeout);
+            conn_deadline(&s->c, answer_deadline(s));
         else if (n)
             touch(s);
     }
@@ -1000,6 +1022,29 @@ static size_t up_trailers(void *owner, nghttp2_nv *nv, size_t cap)
     return n;
 }
 
+/* `session cookie NAME issued`: a Set-Cookie field of the server's that
+ * sets the session cookie pins the session. */
+static void session_issued(struct h2_stream *s, const nghttp2_nv *nv, size_t n)
+{
+    const struct conf_listener *cl = s->c.cl;
+    if (!cl->sess_issued)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        char line[4096];
+        if (nv[i].namelen != 10 || memcmp(nv[i].name, "set-cookie", 10) != 0 ||
+            nv[i].valuelen + 12 > sizeof(line))
+            continue;
+        int len = snprintf(line, sizeof(line), "set-cookie:%.*s", (int)nv[i].valuelen,
+                           (const char *)nv[i].value);
+        const char *v;
+        size_t vl;
+        if (http_find_set_cookie(line, (size_t)len, cl->sess_name, cl->sess_name_len, &v, &vl)) {
+            attempt_session_issued(&s->a, v, vl);
+            return;
+        }
+    }
+}
+
 static void up_head(void *owner, const nghttp2_nv *nv, size_t n, bool end)
 {
     struct h2_stream *s = owner_enter(owner);
@@ -1015,6 +1060,8 @@ static void up_head(void *owner, const nghttp2_nv *nv, size_t n, bool end)
     } else if (status < 200) {
         nghttp2_submit_headers(ng_of(s), NGHTTP2_FLAG_NONE, s->id, NULL, nv, n, NULL);
     } else {
+        session_issued(s, nv, n);
+        attempt_answered(&s->a, status);
         s->status = (uint16_t)status;
         s->submitted = true;
         s->keep_server = true;
@@ -1152,7 +1199,7 @@ static void ready_h2(struct h2_stream *s)
     if (body)
         touch(s);
     else
-        conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->response_timeout);
+        conn_deadline(&s->c, answer_deadline(s));
 }
 
 /* ---- the engine's callbacks ---- */

@@ -1483,7 +1483,7 @@ static void readme_points_to_the_reference(void **state)
     int rows = 0, defaults = 0;
     for (char *l = strstr(sec, "\n| `"); l; l = strstr(l + 1, "\n| `")) {
         char cells[3][256], name[64], def[64];
-        if (md_cells(l + 1, cells, 3) < 2 || sscanf(cells[0], " `%63[a-z_]", name) != 1)
+        if (md_cells(l + 1, cells, 3) < 2 || sscanf(cells[0], " `%63[a-z0-9_]", name) != 1)
             continue;
         bool elsewhere;
         const struct conf_directive *d = conf_dir_find(name, CTX_ANY, &elsewhere);
