@@ -72,6 +72,8 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     }
     s->h = h;
     s->id = id;
+    s->log_method[0] = '\0'; /* an error may be logged before the head is known */
+    s->log_path_len = 0;
     attempt_init(&s->a, &h2_attempt_ops, &s->c, s->c.cl->send_proxy != 0, NULL);
     s->a.mux = true;
     dlist_add_tail(&h->streams, &s->link);
