@@ -164,8 +164,9 @@ def test_h2load_with_a_datacenter_killed_costs_no_stream(env):
     total, started, done, ok, failed, errored, timeout = map(int, m.groups())
     assert (started, done, ok, failed, errored, timeout) == (total, total, total, 0, 0, 0), out
     assert "status codes: 6000 2xx" in out, out
+    # fra took over (by failover, or routed there once ams was marked down).
+    assert dc_state(sp, "fra")["requests_total"] > 0
     st = stats(sp)["counters"]
-    assert st["failovers_total"] >= 1
     print(f"h2load: {started} started, {done} done, {failed} failed; "
           f"retries {st['retries_total']}, failovers {st['failovers_total']}")
 
