@@ -6,7 +6,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -DEG_VERSION='"$(VERSION)"' \
            -I. -Ibuild/gen -fno-strict-aliasing
-LDLIBS  := -lev -lssl -lcrypto -lhiredis -lcares -lm
+LDLIBS  := -lev -lssl -lcrypto -lhiredis -lcares -lnghttp2 -lm
 
 PREFIX  ?= /usr/local
 DESTDIR ?=

@@ -50,6 +50,20 @@ struct stats_counters {
     uint64_t worker_restarts_total;
     uint64_t log_lines_dropped_total;   /* the log sink could not take them */
     uint64_t check_local_errors_total;  /* check rounds skipped: no descriptor, buffer, memory */
+    /* HTTP/2 from clients (requests_total counts its requests too). */
+    uint64_t h2_connections_total;
+    uint64_t h2_requests_total;
+    uint64_t h2_streams_active;         /* a gauge */
+    uint64_t h2_resets_client_total;    /* RST_STREAM received: the client cancelled */
+    uint64_t h2_resets_refused_total;   /* REFUSED_STREAM sent: over the limit, draining */
+    uint64_t h2_resets_protocol_total;  /* malformed streams (PROTOCOL_ERROR, FLOW_CONTROL_ERROR...) */
+    uint64_t h2_resets_internal_total;  /* responses cut: the server failed mid-way */
+    uint64_t h2_resets_cancel_total;    /* streams we gave up on: timeouts */
+    uint64_t h2_goaway_graceful_total;  /* drain, reload, idle */
+    uint64_t h2_goaway_error_total;     /* protocol errors, bad preface, floods */
+    uint64_t h2_floods_total;           /* rapid reset, CONTINUATION, SETTINGS/PING/empty frames */
+    /* HTTP/2 towards servers. */
+    uint64_t h2_upstream_streams_total;
 };
 
 struct stats_hist {

@@ -55,6 +55,7 @@ struct tls_lsn {
     struct tls_cert *certs;
     int ncerts;
     bool http;                  /* ALPN http/1.1 */
+    bool h2;                    /* ALPN h2 first */
 };
 
 struct ticket_key {
@@ -260,13 +261,18 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+/* Our preference wins: h2 when the listener has it and the client offers
+ * it, else http/1.1. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
-    (void)ssl, (void)arg;
-    static const unsigned char ours[] = "\x08http/1.1";
+    (void)ssl;
+    static const unsigned char h1[] = "\x08http/1.1", both[] = "\x02h2\x08http/1.1";
+    const struct tls_lsn *t = arg;
+    const unsigned char *ours = t->h2 ? both : h1;
+    unsigned ourslen = t->h2 ? sizeof(both) - 1 : sizeof(h1) - 1;
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+    if (SSL_select_next_proto(&sel, outlen, ours, ourslen, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK; /* carry on without ALPN */
     *out = sel;
@@ -340,11 +346,12 @@ void tls_lsn_free(struct tls_lsn *t)
     free(t);
 }
 
-struct tls_lsn *tls_lsn_new(int ncerts, bool http)
+struct tls_lsn *tls_lsn_new(int ncerts, bool http, bool h2)
 {
     struct tls_lsn *t = eg_calloc(1, sizeof(*t));
     t->certs = eg_calloc((size_t)ncerts, sizeof(*t->certs));
     t->http = http;
+    t->h2 = http && h2;
     return t;
 }
 
@@ -363,7 +370,7 @@ int tls_lsn_add_cert(struct tls_lsn *t, const char *cert, const char *key, char 
     collect_names(tc);
     SSL_CTX_set_client_hello_cb(tc->ctx, on_client_hello, t);
     if (t->http)
-        SSL_CTX_set_alpn_select_cb(tc->ctx, on_alpn, NULL);
+        SSL_CTX_set_alpn_select_cb(tc->ctx, on_alpn, t);
     return EG_OK;
 }
 
@@ -378,6 +385,20 @@ SSL *tls_lsn_ssl(struct tls_lsn *t, int fd)
 }
 
 const char *tls_sni(SSL *ssl) { return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name); }
+
+void tls_offer_h2(SSL *ssl)
+{
+    static const unsigned char h2[] = "\x02h2";
+    SSL_set_alpn_protos(ssl, h2, sizeof(h2) - 1);
+}
+
+bool tls_alpn_h2(SSL *ssl)
+{
+    const unsigned char *p;
+    unsigned len;
+    SSL_get0_alpn_selected(ssl, &p, &len);
+    return len == 2 && p[0] == 'h' && p[1] == '2';
+}
 
 /* ---- towards servers ---- */
 

@@ -13,8 +13,8 @@ struct tls_lsn;
 int tls_init(char *err, size_t errlen);
 
 /* A listener's contexts, for NCERTS certificates added next (the first is
- * the default); HTTP: offer ALPN http/1.1. */
-struct tls_lsn *tls_lsn_new(int ncerts, bool http);
+ * the default); HTTP: offer ALPN http/1.1, preceded by h2 when H2. */
+struct tls_lsn *tls_lsn_new(int ncerts, bool http, bool h2);
 /* Adds a certificate chain and its key. On error ERR says what is wrong;
  * *UNREADABLE tells a file that could not be read (a runtime failure) from
  * a bad one (configuration). */
@@ -24,6 +24,10 @@ void tls_lsn_free(struct tls_lsn *t);
 SSL *tls_lsn_ssl(struct tls_lsn *t, int fd);
 /* The server name a client asked for, NULL without SNI. */
 const char *tls_sni(SSL *ssl);
+/* Whether the handshake settled on ALPN h2 (either side). */
+bool tls_alpn_h2(SSL *ssl);
+/* A client session that asks for ALPN h2 (HTTP/2 to a server). */
+void tls_offer_h2(SSL *ssl);
 
 /* TLS towards a server: a context verifying against VERIFY_CA (NULL: no
  * verification), or NULL with ERR set. */

@@ -40,6 +40,7 @@ struct conf_server {
     struct net_addr addr;   /* when host is numeric */
     int weight;
     bool tls;               /* TLS to the server */
+    bool h2;                /* HTTP/2 to the server (prior knowledge, or ALPN h2 over TLS) */
     char *verify;           /* CA file: verify the server's certificate */
     char *sni;              /* server name sent (and verified), default host */
     const char *file;
@@ -137,6 +138,8 @@ struct conf_listener {
     bool forwarded;         /* RFC 7239 Forwarded */
     enum conf_send_proxy send_proxy;
     bool accept_proxy;      /* a PROXY header precedes each client connection */
+    bool http2;             /* HTTP/2 from clients (default: with tls) */
+    struct conf_loc http2_at;
     struct conf_cidr *proxy_from;  /* who may send it (none listed: anyone) */
     int nproxy_from;
 };

@@ -66,7 +66,7 @@ static int server_addr(struct parser *p, const struct stmt *st, struct conf_serv
     return EG_OK;
 }
 
-/* server HOST:PORT [weight N] [tls] [verify CAFILE] [sni NAME] */
+/* server HOST:PORT [weight N] [tls] [verify CAFILE] [sni NAME] [h2] */
 int conf_set_server(struct parser *p, const struct stmt *st, void *obj)
 {
     struct conf_dc *dc = obj;

@@ -47,6 +47,11 @@ void conf_close_listener(struct parser *p, void *obj)
     if (l->sess == SESS_SNI && l->ncerts == 0)
         conf_perr_at(p, l->sess_at.file, l->sess_at.line,
                      "listener \"%s\": \"session sni\" needs \"tls\"", l->name);
+    if (!l->http2_at.line)
+        l->http2 = l->mode == MODE_HTTP && l->ncerts > 0;
+    else if (l->http2 && l->mode != MODE_HTTP)
+        conf_perr_at(p, l->http2_at.file, l->http2_at.line,
+                     "listener \"%s\": \"http2 on\" needs mode http", l->name);
 }
 
 void conf_close_redis(struct parser *p, void *obj)

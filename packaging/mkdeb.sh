@@ -58,14 +58,14 @@ Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $size
-Depends: adduser, libc6, libev4, libssl3, libhiredis0.14, libc-ares2
+Depends: adduser, libc6, libev4, libssl3, libhiredis0.14, libc-ares2, libnghttp2-14
 Section: net
 Priority: optional
 Description: edge routing gateway with datacenter failover
- Terminates TCP, TLS and HTTP/1.1 client connections, health-checks a set of
- datacenters, keeps each session pinned to one datacenter (in Redis, shared
- by a fleet of gateways) and reroutes traffic to the nearest healthy
- datacenter when one fails.
+ Terminates TCP, TLS, HTTP/1.1 and HTTP/2 client connections, health-checks
+ a set of datacenters, keeps each session pinned to one datacenter (in
+ Redis, shared by a fleet of gateways) and reroutes traffic to the nearest
+ healthy datacenter when one fails.
 CONTROL
 # Conffiles have their checksums in dpkg's database, not in md5sums.
 (cd "$stage" && find . \( -path ./DEBIAN -o -path ./etc \) -prune -o -type f -printf '%P\0' | sort -z |

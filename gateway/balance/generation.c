@@ -57,7 +57,7 @@ static SSL_CTX *server_tls(const struct conf_server *cs, struct conf_errs *errs)
 static struct tls_lsn *listener_tls(const struct conf_listener *cl, struct conf_errs *errs,
                                     bool *unreadable)
 {
-    struct tls_lsn *t = tls_lsn_new(cl->ncerts, cl->mode == MODE_HTTP);
+    struct tls_lsn *t = tls_lsn_new(cl->ncerts, cl->mode == MODE_HTTP, cl->http2);
     bool ok = true;
     for (int i = 0; i < cl->ncerts; i++) {
         char err[EG_ERRLEN * 2];

@@ -11,7 +11,7 @@ enum access_log_format { ACCESS_LOG_OFF, ACCESS_LOG_KV, ACCESS_LOG_JSON };
 struct access_log_rec {
     const char *client;         /* "ip:port" */
     const char *listener;
-    const char *mode;           /* "http" or "tcp" */
+    const char *mode;           /* "http", "h2" (a stream of an HTTP/2 connection) or "tcp" */
     const char *session;        /* may be NULL */
     size_t session_len;
     const char *dc, *server;    /* may be NULL */

@@ -142,8 +142,35 @@ static const struct {
     COUNTER(bytes_out_total), COUNTER(tls_handshakes_total), COUNTER(tls_resumed_total),
     COUNTER(tls_failures_total), COUNTER(max_connections_hits_total),
     COUNTER(worker_restarts_total), COUNTER(log_lines_dropped_total),
-    COUNTER(check_local_errors_total),
+    COUNTER(check_local_errors_total), COUNTER(h2_connections_total),
+    COUNTER(h2_requests_total), COUNTER(h2_streams_active), COUNTER(h2_resets_client_total),
+    COUNTER(h2_resets_refused_total), COUNTER(h2_resets_protocol_total),
+    COUNTER(h2_resets_internal_total), COUNTER(h2_resets_cancel_total),
+    COUNTER(h2_goaway_graceful_total), COUNTER(h2_goaway_error_total), COUNTER(h2_floods_total),
+    COUNTER(h2_upstream_streams_total),
 };
+
+/* Requests and connections by protocol: http mode's are HTTP/1.1 unless
+ * they became HTTP/2. */
+struct by_proto {
+    uint64_t conns[2], reqs[2];
+};
+
+static void by_protocol(const struct stats_counters *c, struct by_proto *p)
+{
+    const struct conf *cf = gw.gen->conf;
+    uint64_t http_conns = 0;
+    for (int i = 0; i < cf->nlsns; i++) {
+        struct stats_lsn_row r;
+        stats_sum_lsn(cf->lsns[i].name, &r);
+        if (cf->lsns[i].mode == MODE_HTTP)
+            http_conns += r.connections_total;
+    }
+    p->conns[1] = c->h2_connections_total;
+    p->conns[0] = http_conns > p->conns[1] ? http_conns - p->conns[1] : 0;
+    p->reqs[1] = c->h2_requests_total;
+    p->reqs[0] = c->requests_total - c->h2_requests_total;
+}
 
 static uint64_t field(const struct stats_counters *c, size_t off)
 {
@@ -182,11 +209,18 @@ static void stats_json(struct sbuf *b)
     for (size_t i = 0; i < ARRAY_LEN(counter_fields); i++)
         sbuf_printf(b, "%s\"%s\": %lu", i ? ", " : "", counter_fields[i].name,
                     (unsigned long)field(&c, counter_fields[i].off));
+    struct by_proto bp;
+    by_protocol(&c, &bp);
     sbuf_printf(b,
                 ", \"held_now\": %d, \"buffers_in_use\": %lu, \"pooled_connections\": %lu, "
-                "\"checks_total\": %lu, \"dns_queries_total\": %lu}}\n",
+                "\"checks_total\": %lu, \"dns_queries_total\": %lu}, \"protocols\": {"
+                "\"h1\": {\"connections_total\": %lu, \"requests_total\": %lu}, "
+                "\"h2\": {\"connections_total\": %lu, \"requests_total\": %lu, "
+                "\"streams_active\": %lu}}}\n",
                 (int)c.held_now, (unsigned long)buf_in_use(), (unsigned long)c.pooled_now, check_total(),
-                dns_queries_total());
+                dns_queries_total(), (unsigned long)bp.conns[0], (unsigned long)bp.reqs[0],
+                (unsigned long)bp.conns[1], (unsigned long)bp.reqs[1],
+                (unsigned long)c.h2_streams_active);
 }
 
 /* ---- Prometheus ---- */
@@ -219,7 +253,7 @@ static void prom_counters(struct sbuf *b)
     stats_sum_counters(&c);
     for (size_t i = 0; i < ARRAY_LEN(counter_fields); i++) {
         const char *n = counter_fields[i].name;
-        bool gauge = strcmp(n, "connections_active") == 0;
+        bool gauge = strcmp(n, "connections_active") == 0 || strcmp(n, "h2_streams_active") == 0;
         prom_head(b, n, gauge ? "gauge" : "counter", gauge ? "open client connections"
                                                             : "see README: Stats");
         sbuf_printf(b, "edgegate_%s %lu\n", n, (unsigned long)field(&c, counter_fields[i].off));
@@ -357,6 +391,26 @@ static void metrics(struct sbuf *b)
     sbuf_printf(b, "edgegate_held_requests %lu\n", (unsigned long)c.held_now);
     prom_head(b, "pooled_connections", "gauge", "idle keep-alive connections to servers");
     sbuf_printf(b, "edgegate_pooled_connections %lu\n", (unsigned long)c.pooled_now);
+    struct by_proto bp;
+    by_protocol(&c, &bp);
+    prom_head(b, "protocol_connections_total", "counter", "client connections by protocol");
+    for (int i = 0; i < 2; i++)
+        sbuf_printf(b, "edgegate_protocol_connections_total{protocol=\"h%d\"} %lu\n", i + 1,
+                    (unsigned long)bp.conns[i]);
+    prom_head(b, "protocol_requests_total", "counter", "requests by protocol");
+    for (int i = 0; i < 2; i++)
+        sbuf_printf(b, "edgegate_protocol_requests_total{protocol=\"h%d\"} %lu\n", i + 1,
+                    (unsigned long)bp.reqs[i]);
+    prom_head(b, "h2_resets_total", "counter", "HTTP/2 streams reset, by cause");
+    sbuf_printf(b,
+                "edgegate_h2_resets_total{cause=\"client\"} %lu\n"
+                "edgegate_h2_resets_total{cause=\"refused\"} %lu\n"
+                "edgegate_h2_resets_total{cause=\"protocol\"} %lu\n"
+                "edgegate_h2_resets_total{cause=\"internal\"} %lu\n"
+                "edgegate_h2_resets_total{cause=\"cancel\"} %lu\n",
+                (unsigned long)c.h2_resets_client_total, (unsigned long)c.h2_resets_refused_total,
+                (unsigned long)c.h2_resets_protocol_total,
+                (unsigned long)c.h2_resets_internal_total, (unsigned long)c.h2_resets_cancel_total);
     prom_head(b, "checks_total", "counter", "active health checks performed");
     sbuf_printf(b, "edgegate_checks_total %lu\n", check_total());
     prom_head(b, "dns_queries_total", "counter", "DNS queries sent");

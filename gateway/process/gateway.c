@@ -15,6 +15,7 @@
 #include "gateway/balance/affinity.h"
 #include "gateway/ops/access_log.h"
 #include "base/buffer.h"
+#include "gateway/proxy/h2_session.h"
 #include "gateway/proxy/http_session.h"
 #include "base/log.h"
 #include "base/notify.h"
@@ -184,6 +185,8 @@ void gw_reload(void)
         counters->reloads_total++;
     log_info("configuration reloaded (generation %u)", g->id);
     hold_wake_all();
+    /* HTTP/2 clients move to new connections, made under the new generation. */
+    h2_goaway_all();
 }
 
 /* ---- drain ---- */
@@ -222,6 +225,7 @@ void gw_drain(void)
              (unsigned long)counters->connections_active, gw.gen->conf->drain_timeout);
     listener_close_all();
     http_close_idle();
+    h2_goaway_all();
     hold_wake_all();
     ev_timer_init(&drain_tm, on_drain_deadline, gw.gen->conf->drain_timeout, 0);
     ev_timer_start(gw.loop, &drain_tm);

@@ -282,6 +282,11 @@ static struct upstream *reuse(struct attempt *a, struct srv *s)
 /* FRESH: a new connection, not one kept or pooled. */
 static void try_server(struct attempt *a, struct srv *s, bool fresh)
 {
+    if (s->cs->h2 && !a->mux && cl_of(a)->mode == MODE_HTTP) {
+        a->state = ATTEMPT_IDLE;
+        a->ops->give_up(a, 502, "an HTTP/2 server for an HTTP/1.1 request");
+        return;
+    }
     a->tries++;
     if (access_log_format != ACCESS_LOG_OFF) {
         a->log_dc = s->dc->name; /* lives as long as our generation */

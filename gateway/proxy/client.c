@@ -80,6 +80,31 @@ void conn_done(struct conn *c)
     counters->connections_active--;
 }
 
+bool conn_stream_init(struct conn *c, const struct conn *parent, const struct conn_ops *ops)
+{
+    memset(c, 0, sizeof(*c));
+    c->sk.fd = -1;
+    c->gen = gen_ref(parent->gen);
+    c->cl = parent->cl;
+    c->lst = parent->lst;
+    c->lsn = parent->lsn;
+    c->peer = parent->peer;
+    c->proxy_dst = parent->proxy_dst;
+    c->tls = parent->tls;
+    c->ops = ops;
+    c->setup = CONN_ESTABLISHED;
+    c->started = ev_now(gw.loop);
+    ev_timer_init(&c->tm, on_timer, 0, 0);
+    c->tm.data = c;
+    return conn_rebase(c);
+}
+
+void conn_stream_done(struct conn *c)
+{
+    ev_timer_stop(gw.loop, &c->tm);
+    gen_unref(c->gen);
+}
+
 void conn_deadline(struct conn *c, ev_tstamp at)
 {
     c->deadline = at;
@@ -204,20 +229,56 @@ static int proxy_step(struct conn *c)
     return rc;
 }
 
-/* ---- setup: PROXY header, TLS handshake ---- */
+/* ---- setup: PROXY header, TLS handshake or HTTP/2 preface ---- */
 
-static void established(struct conn *c)
+/* Moves C to mode OPS: a structure of OPS' takes over the socket, the timer
+ * and the references (watchers stopped while they move), and C's mode frees
+ * its own part. */
+static struct conn *handover(struct conn *c, const struct conn_ops *ops)
+{
+    struct conn *n = pool_get(ops->pool);
+    memset(n, 0, ops->pool->size);
+    ev_timer_stop(gw.loop, &c->tm);
+    ev_clear_pending(gw.loop, &c->tm);
+    sk_want_raw(gw.loop, &c->sk, 0);
+    ev_clear_pending(gw.loop, &c->sk.io);
+    *n = *c;
+    n->sk.io.data = n;
+    n->tm.data = n;
+    n->ops = ops;
+    c->ops->detach(c);
+    ops->init(n);
+    return n;
+}
+
+/* H2: the client speaks HTTP/2, the mode that speaks it takes over. */
+static void established(struct conn *c, bool h2)
 {
     c->setup = CONN_ESTABLISHED;
+    if (h2)
+        c = handover(c, c->ops->h2);
     ev_set_cb(&c->sk.io, c->ops->io);
     c->ops->established(c);
 }
 
-/* After the PROXY header (if any): the TLS handshake, or the mode. */
+static bool sniffs(const struct conn *c)
+{
+    return !c->tls && c->ops->h2 && c->cl->http2;
+}
+
+/* After the PROXY header (if any): the TLS handshake, sniffing for the
+ * HTTP/2 preface, or the mode. */
 static void after_proxy(struct conn *c)
 {
+    if (sniffs(c)) {
+        /* Until its first byte the client is idle, as between requests. */
+        c->setup = CONN_SNIFF;
+        conn_deadline(c, c->started + c->cl->idle_timeout);
+        sk_want_raw(gw.loop, &c->sk, EV_READ);
+        return;
+    }
     if (!c->tls) {
-        established(c);
+        established(c, false);
         return;
     }
     c->setup = CONN_HANDSHAKE;
@@ -240,7 +301,32 @@ static void handshake_io(struct conn *c)
     if (rc == EG_ERR)
         c->ops->failed(c, false, "tls handshake failed");
     else if (rc == EG_OK)
-        established(c);
+        established(c, c->ops->h2 && tls_alpn_h2(c->sk.ssl));
+}
+
+/* The client connection preface of HTTP/2 (RFC 9113 3.4) starts with a
+ * request line no HTTP/1 client sends; the HTTP/2 mode checks the rest. */
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n";
+#define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
+
+/* Peeks at the first bytes of a cleartext client: the preface goes to the
+ * HTTP/2 mode, anything else (an end or an error included) to HTTP/1.1,
+ * which reads it. A prefix of the preface is polled again after a short
+ * pause, as a split PROXY header is. */
+static void sniff_io(struct conn *c)
+{
+    char buf[H2_PREFACE_LEN];
+    ssize_t n = recv(c->sk.fd, buf, sizeof(buf), MSG_PEEK);
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n > 0 && memcmp(buf, h2_preface, (size_t)n) == 0 && (size_t)n < H2_PREFACE_LEN) {
+        if (ev_now(gw.loop) < c->started + c->cl->idle_timeout) {
+            sk_want_raw(gw.loop, &c->sk, 0);
+            conn_deadline(c, MIN(ev_now(gw.loop) + 0.005, c->started + c->cl->idle_timeout));
+            return;
+        }
+    }
+    established(c, n == (ssize_t)H2_PREFACE_LEN && memcmp(buf, h2_preface, H2_PREFACE_LEN) == 0);
 }
 
 static void on_setup_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -249,6 +335,8 @@ static void on_setup_io(struct ev_loop *loop, ev_io *w, int revents)
     struct conn *c = w->data;
     if (c->setup == CONN_PROXY)
         proxy_io(c);
+    else if (c->setup == CONN_SNIFF)
+        sniff_io(c);
     else
         handshake_io(c);
 }
@@ -258,6 +346,14 @@ static void conn_on_timeout(struct conn *c)
     switch (c->setup) {
     case CONN_PROXY:
         proxy_io(c); /* a retry, or out of time */
+        return;
+    case CONN_SNIFF:
+        if (ev_now(gw.loop) >= c->started + c->cl->idle_timeout) {
+            c->ops->failed(c, false, "idle timeout");
+            return;
+        }
+        sk_want_raw(gw.loop, &c->sk, EV_READ);
+        sniff_io(c); /* a retry */
         return;
     case CONN_HANDSHAKE:
         tls_count_failure();

@@ -1,8 +1,14 @@
 /* What every client connection has, whatever its mode: the client socket,
  * the generation and listener it runs under, one timer for all its timeouts,
- * and its setup: [PROXY header from a balancer] -> [TLS handshake] ->
- * established, after which the mode (tcp.c, http_session.c, which embed it)
- * takes over. */
+ * and its setup: [PROXY header from a balancer] -> [TLS handshake | sniffing
+ * for the HTTP/2 preface] -> established, after which the mode (tcp.c,
+ * http_session.c, h2_session.c, which embed it) takes over. A connection
+ * that turns out to speak HTTP/2 (ALPN h2, or the preface) moves from the
+ * mode it was accepted under (http) to the one that speaks it (h2).
+ *
+ * The streams of an HTTP/2 connection are clients of their own for the
+ * attempt engine: each has a struct conn without a socket (conn_stream_init)
+ * holding its generation and its timer. */
 #ifndef EG_GATEWAY_PROXY_CLIENT_H
 #define EG_GATEWAY_PROXY_CLIENT_H
 
@@ -14,6 +20,7 @@ struct conn;
 
 enum conn_setup {
     CONN_PROXY,         /* reading the PROXY header of a balancer */
+    CONN_SNIFF,         /* cleartext with http2 on: waiting for the first bytes */
     CONN_HANDSHAKE,     /* client TLS handshake */
     CONN_ESTABLISHED,   /* the mode drives the connection */
 };
@@ -34,6 +41,12 @@ struct conn_ops {
     /* Setup failed; WHY for the access log, ABORT: reset the client. The
      * mode frees the connection. */
     void (*failed)(struct conn *c, bool abort, const char *why);
+    /* The mode that takes over the connections that speak HTTP/2, NULL for
+     * none (see conn_ops.detach). */
+    const struct conn_ops *h2;
+    /* Another mode took C over (its socket, timer and references, before
+     * established): the mode frees only its own part. */
+    void (*detach)(struct conn *c);
 };
 
 struct pool;
@@ -62,6 +75,12 @@ void conn_accept(int fd, struct listener *l, const struct net_addr *peer,
                  const struct conn_ops *ops);
 /* Releases the client socket and everything the base holds. */
 void conn_done(struct conn *c);
+/* C, a stream of the established connection PARENT: same listener, peer and
+ * TLS flag, its own reference to the current generation (to PARENT's when
+ * the listener is gone from it: false) and its own timer, which runs
+ * OPS->timeout; no socket. */
+bool conn_stream_init(struct conn *c, const struct conn *parent, const struct conn_ops *ops);
+void conn_stream_done(struct conn *c);
 /* Sets when on_timeout runs. Cheap when the deadline moves later (the usual
  * case of activity pushing an idle timeout): the armed timer re-arms itself
  * lazily when it fires. */

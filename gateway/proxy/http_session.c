@@ -4,6 +4,7 @@
 #include "base/alloc.h"
 #include "base/counters.h"
 #include "base/log.h"
+#include "gateway/proxy/h2_session.h"
 #include "gateway/proxy/upstream.h"
 
 #include <string.h>
@@ -53,9 +54,18 @@ static void on_accepted(struct conn *c)
     dlist_add(&sessions, &container_of(c, struct http_session, c)->link);
 }
 
+/* The connection speaks HTTP/2: h2_session.c took it over during setup. */
+static void on_detach(struct conn *c)
+{
+    struct http_session *s = container_of(c, struct http_session, c);
+    dlist_del(&s->link);
+    pool_put(&session_pool, s);
+}
+
 const struct conn_ops http_conn_ops = {
     .pool = &session_pool, .init = on_accepted, .io = on_client_io, .timeout = on_timeout,
-    .established = on_established, .failed = on_setup_failed,
+    .established = on_established, .failed = on_setup_failed, .h2 = &h2_conn_ops,
+    .detach = on_detach,
 };
 
 void http_close_idle(void)

@@ -4,6 +4,7 @@
  * timeout shorter than typical server keep-alive timeouts. */
 #include "gateway/proxy/upstream.h"
 #include "base/alloc.h"
+#include "gateway/proxy/h2_upstream.h"
 #include "base/log.h"
 #include "base/net.h"
 #include "healthcheck/datacenter.h"
@@ -12,6 +13,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static struct ev_loop *upstream_loop;
@@ -51,6 +53,7 @@ struct upstream *upstream_open(struct srv *s)
     if (fd < 0)
         return NULL;
     struct upstream *u = pool_get(&upstream_pool);
+    memset(u, 0, sizeof(*u));
     sk_init(&u->sk, fd, NULL, NULL);
     u->srv = s;
     srv_ref(s);
@@ -69,6 +72,10 @@ void upstream_close(struct upstream *u)
 {
     if (!u)
         return;
+    if (u->mux) {
+        h2_up_release(u, false);
+        return;
+    }
     if (!dlist_empty(&u->link)) {
         dlist_del(&u->link);
         dlist_del(&u->lru);
@@ -101,6 +108,8 @@ int upstream_connected(struct upstream *u)
         }
         if (!(u->sk.ssl = srv_tls_session(s, u->sk.fd)))
             return failed(u, ENOMEM);
+        if (s->cs->h2)
+            tls_offer_h2(u->sk.ssl); /* asked of traffic only: checks speak HTTP/1.1 */
         if (s->tls_sess)
             SSL_set_session(u->sk.ssl, s->tls_sess);
     }
@@ -134,6 +143,8 @@ static struct upstream *upstream_pool_take_one(struct upstream *u)
 
 struct upstream *upstream_pool_take(struct srv *s)
 {
+    if (s->cs->h2)
+        return h2_up_take(s);
     if (dlist_empty(&s->idle))
         return NULL;
     /* Most recently used first: the least likely to have been closed. */
@@ -142,6 +153,10 @@ struct upstream *upstream_pool_take(struct srv *s)
 
 void upstream_pool_give(struct upstream *u)
 {
+    if (u->mux) {
+        h2_up_release(u, true);
+        return;
+    }
     struct srv *s = u->srv;
     /* A server of a retired generation gets no more requests: no pooling. */
     if (!s->dc || !s->dc->live || !s->up || s->nidle >= max_idle) {
@@ -168,6 +183,7 @@ static void on_pooled_io(struct ev_loop *loop, ev_io *w, int revents)
 
 void upstream_pool_drain(struct srv *s)
 {
+    h2_up_drain(s);
     while (!dlist_empty(&s->idle))
         upstream_close(upstream_pool_take(s));
 }

@@ -1,10 +1,16 @@
 /* Connections to servers: opening them and keeping idle keep-alive ones in
- * a pool per server. */
+ * a pool per server. Towards servers marked h2 a connection is shared by
+ * many streams (h2_upstream.h): the engine then holds a struct upstream
+ * that stands for one stream (`mux` set, no socket), taken from and given
+ * back to the pool, or closed, like any other. */
 #ifndef EG_GATEWAY_PROXY_UPSTREAM_H
 #define EG_GATEWAY_PROXY_UPSTREAM_H
 
 #include "base/socket.h"
 #include "healthcheck/datacenter-types.h"
+
+struct h2_up;
+struct h2_up_ops;
 
 struct upstream {
     struct sk sk;
@@ -15,6 +21,13 @@ struct upstream {
     unsigned requests;          /* requests carried so far: 0 means fresh */
     bool connected;             /* TCP is up (TLS may still be shaking hands) */
     ev_tstamp opened;           /* when the connect started */
+    /* A stream of a shared HTTP/2 connection (see h2_upstream.h). */
+    struct h2_up *mux;          /* its connection, NULL for a connection of its own */
+    int32_t sid;                /* its stream, 0 before it is submitted */
+    uint32_t unconsumed;        /* response bytes not yet given back to the window */
+    struct dlist mux_link;      /* in mux->streams */
+    const struct h2_up_ops *ops;
+    void *owner;
 };
 
 void upstream_module_init(struct ev_loop *loop);

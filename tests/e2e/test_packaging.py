@@ -67,6 +67,7 @@ def test_make_deb(deb, unpacked):
     info = subprocess.run(["dpkg-deb", "-f", deb], capture_output=True, text=True).stdout
     assert "Package: edgegate" in info and "Version: 0.1.0" in info
     assert "libev4" in info and "libhiredis0.14" in info and "libc-ares2" in info
+    assert "libnghttp2-14" in info
     assert re.search(r"^Depends:.*\badduser\b", info, re.M)  # postinst runs it
     files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout
     for f in ["./usr/sbin/edgegate", "./etc/edgegate/edgegate.conf",

@@ -94,7 +94,8 @@ def test_protocol_versions(env, certs):
 
 
 def test_alpn(env, certs):
-    g, port, sp = https_gateway(env, certs)
+    """With http2 off, ALPN is http/1.1 only (test_http2.py: h2 first otherwise)."""
+    g, port, sp = https_gateway(env, certs, extra="http2 off;")
     rc, out = s_client(port, "-alpn", "h2,http/1.1", servername="site.test", stdin_delay=0)
     assert rc == 0 and "ALPN protocol: http/1.1" in out, out
     rc, out = s_client(port, "-alpn", "h2", servername="site.test", stdin_delay=0)

@@ -630,7 +630,7 @@ static void bad_server_address(void **state)
     expect_error("datacenter a {\n server 127.0.0.1:80 weight 0;\n}\n" LSN, 2,
                  "\"server\": expected an integer from 1 to 1000");
     expect_error("datacenter a {\n server 127.0.0.1:80 wieght 2;\n}\n" LSN, 2,
-                 "\"server\": expected weight N, tls, verify CAFILE or sni NAME");
+                 "\"server\": expected weight N, tls, verify CAFILE, sni NAME or h2");
 }
 
 static void bad_listen_address(void **state)
@@ -1483,7 +1483,7 @@ static void readme_points_to_the_reference(void **state)
     int rows = 0, defaults = 0;
     for (char *l = strstr(sec, "\n| `"); l; l = strstr(l + 1, "\n| `")) {
         char cells[3][256], name[64], def[64];
-        if (md_cells(l + 1, cells, 3) < 2 || sscanf(cells[0], " `%63[a-z_]", name) != 1)
+        if (md_cells(l + 1, cells, 3) < 2 || sscanf(cells[0], " `%63[a-z0-9_]", name) != 1)
             continue;
         bool elsewhere;
         const struct conf_directive *d = conf_dir_find(name, CTX_ANY, &elsewhere);
@@ -1501,6 +1501,26 @@ static void readme_points_to_the_reference(void **state)
     }
     assert_true(rows > 20 && defaults > 10);
     free(readme);
+}
+
+/* http2: off on cleartext listeners unless asked for, on with tls, http
+ * mode only; `server ... h2`. */
+static void http2(void **state)
+{
+    (void)state;
+    struct conf *c = expect_ok(DC LSN "listener h { listen 127.0.0.1:8081; http2 on; }\n");
+    assert_false(c->lsns[0].http2);
+    assert_true(c->lsns[1].http2);
+    conf_free(c);
+    c = expect_ok("datacenter a { server 127.0.0.1:9001 h2; server 127.0.0.1:9002 tls h2; }\n"
+                  LSN);
+    assert_true(c->dcs[0].servers[0].h2 && !c->dcs[0].servers[0].tls);
+    assert_true(c->dcs[0].servers[1].h2 && c->dcs[0].servers[1].tls);
+    conf_free(c);
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n mode tcp;\n http2 on;\n}\n", 5,
+                 "\"http2 on\" needs mode http");
+    expect_error(DC "listener l {\n listen 127.0.0.1:8080;\n http2 maybe;\n}\n", 4,
+                 "expected on or off");
 }
 
 int main(void)
@@ -1559,6 +1579,7 @@ int main(void)
         cmocka_unit_test(hex_duration_is_rejected),
         cmocka_unit_test(sizes),
         cmocka_unit_test(bad_sizes),
+        cmocka_unit_test(http2),
         cmocka_unit_test(unitless_duration_is_an_error),
         cmocka_unit_test(unitless_size_is_an_error),
         cmocka_unit_test(zero_and_bytes),
