@@ -50,6 +50,11 @@ struct stats_counters {
     uint64_t worker_restarts_total;
     uint64_t log_lines_dropped_total;   /* the log sink could not take them */
     uint64_t check_local_errors_total;  /* check rounds skipped: no descriptor, buffer, memory */
+    uint64_t control_requests_total;    /* requests to the control API */
+    uint64_t control_refused_total;     /* of which refused (400, 401, 403, 404, 405, 413) */
+    uint64_t operator_changes_total;    /* operator state changed through the control API */
+    uint64_t operator_fleet_changes_total; /* changed by what another gateway wrote to Redis */
+    uint64_t session_moves_total;       /* sessions moved or forgotten by an operator */
 };
 
 struct stats_hist {

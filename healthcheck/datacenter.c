@@ -7,6 +7,7 @@
  * datacenter without checks, comes back on probation after `passive timeout`.
  * A datacenter is healthy while at least `min_servers` of its servers are up. */
 #include "healthcheck/datacenter.h"
+#include "healthcheck/admin.h"
 #include "base/tls.h"
 #include "base/alloc.h"
 #include "healthcheck/check.h"
@@ -30,7 +31,8 @@ static const char *const reason_names[] = {
     [SRV_R_RESET] = "connection reset", [SRV_R_TIMEOUT] = "timeout",
     [SRV_R_PASSIVE_EXPIRED] = "passive down time over", [SRV_R_RELOAD] = "reload",
     [SRV_R_OUTLIER] = "ejected: consecutive 5xx answers",
-    [SRV_R_EJECTION_OVER] = "ejection over",
+    [SRV_R_EJECTION_OVER] = "ejection over", [SRV_R_ADMIN_DOWN] = "operator: down",
+    [SRV_R_ADMIN_READY] = "operator: ready",
 };
 
 const char *srv_reason_name(int reason) { return reason_names[reason]; }
@@ -46,11 +48,14 @@ struct dc *dc_create(const struct conf_dc *cd, int idx)
     dc->rtt_ms = -1;
     dc->changed_at = ev_now(dc_loop);
     dc->st = stats_dc(dc->name);
+    dlist_init(&dc->admin_link);
+    admin_apply_dc(dc);
     return dc;
 }
 
 void dc_destroy(struct dc *dc)
 {
+    admin_unwatch(dc);
     while (dc->nsrvs > 0)
         dc_remove_server(dc, dc->srvs[dc->nsrvs - 1]);
     for (int i = 0; dc->tls && i < dc->cd->nservers; i++)
@@ -88,6 +93,7 @@ struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const str
         dc->srvs = n;
     }
     dc->srvs[dc->nsrvs++] = s;
+    admin_apply_srv(s);
     if (dc->live && dc->cd->check.type != CHECK_NONE)
         s->hc = check_start(dc_loop, s);
     dc_recompute(dc);
@@ -174,11 +180,13 @@ void dc_activate(struct dc *dc)
     }
     log_debug("datacenter %s: %d of %d servers up, %s", dc->name, dc->nup, dc->nsrvs,
               dc->healthy ? "healthy" : "not healthy");
+    admin_watch(dc);
 }
 
 void dc_retire(struct dc *dc)
 {
     dc->live = false;
+    admin_unwatch(dc);
     for (int i = 0; i < dc->nsrvs; i++) {
         struct srv *s = dc->srvs[i];
         if (s->hc) {
@@ -193,7 +201,8 @@ void dc_retire(struct dc *dc)
 
 void srv_set_up(struct srv *s, bool up, int reason)
 {
-    if (s->up == up)
+    /* What an operator took down stays down, whatever checks say. */
+    if (s->up == up || (up && s->admin == ADMIN_DOWN))
         return;
     s->up = up;
     s->reason = reason;
@@ -209,6 +218,14 @@ void srv_set_up(struct srv *s, bool up, int reason)
     dc_recompute(s->dc);
     if (!up && s->dc && s->dc->live && dc_events.server_down)
         dc_events.server_down(s);
+}
+
+void srv_admin_release(struct srv *s)
+{
+    if (!s->dc)
+        return;
+    if (!s->hc || s->good >= s->dc->cd->check.rise)
+        srv_set_up(s, true, SRV_R_ADMIN_READY);
 }
 
 /* The passive down time, or an ejection, is over. An ejected server that
@@ -317,6 +334,8 @@ void srv_inherit(struct srv *s, const struct srv *old)
     s->bad = old->bad;
     s->passive_fails = old->passive_fails;
     s->rtt_ms = old->rtt_ms;
+    if (s->admin == ADMIN_DOWN)
+        s->up = false;
     if (!s->up && !s->hc && s->dc->live)
         start_passive_timer(s);
 }

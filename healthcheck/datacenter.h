@@ -37,6 +37,10 @@ static inline void srv_ref(struct srv *s) { s->refs++; }
 void srv_unref(struct srv *s);
 
 void srv_set_up(struct srv *s, bool up, int reason);
+/* An operator no longer keeps S down: it comes up now when nothing says
+ * otherwise (no active check, or its checks have been passing), else once
+ * its checks pass. */
+void srv_admin_release(struct srv *s);
 /* Traffic outcomes (passive health). */
 void srv_traffic_failed(struct srv *s, enum dc_fail kind);
 void srv_traffic_ok(struct srv *s);

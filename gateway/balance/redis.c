@@ -10,7 +10,13 @@
  * order with their deadlines and one timer watches the oldest: an answer
  * slower than `timeout` counts as Redis being down. The connection is then
  * dropped, which hands a NULL reply to every command in flight: their callers
- * fall back at once instead of waiting. */
+ * fall back at once instead of waiting.
+ *
+ * A subscription (redis_subscribe) takes a third connection, to the same
+ * primary, opened once the data connection is ready: a subscribed
+ * connection can send no other command. Losing it drops the data connection
+ * too, so that both come back together and the subscriber's owner re-reads
+ * whatever it may have missed (on_subscribed). */
 #include "gateway/balance/redis.h"
 #include "base/alloc.h"
 #include "base/log.h"
@@ -56,6 +62,11 @@ static struct {
     unsigned attempt;           /* tells stale DNS answers from current ones */
     redisAsyncContext *ac;      /* data connection */
     redisAsyncContext *sac;     /* sentinel connection (discovery, then +switch-master) */
+    redisAsyncContext *pac;     /* subscriber connection */
+    struct net_addr addr;       /* of the primary */
+    char channel[160];
+    redis_msg_cb on_message;
+    void (*on_subscribed)(void);
     int sentinel_idx;
     char server[64];
     ev_timer retry_tm, conn_tm, cmd_tm;
@@ -254,6 +265,14 @@ redisReplyObjectFunctions *redis_reply_functions(void)
 
 /* ---- connection ---- */
 
+static void close_sub(void)
+{
+    redisAsyncContext *pac = R.pac;
+    R.pac = NULL;
+    if (pac)
+        redisAsyncFree(pac);
+}
+
 /* Forgets the connections now; hiredis hands NULL replies to everything in
  * flight (from inside redisAsyncFree, or deferred when called from one of
  * its callbacks). */
@@ -263,6 +282,7 @@ static void drop(const char *why)
         return;
     redisAsyncContext *ac = R.ac, *sac = R.sac;
     R.ac = R.sac = NULL;
+    close_sub();
     ev_timer_stop(R.loop, &R.conn_tm);
     if (R.state == RS_READY)
         log_warn("redis: dropping the connection to %s (%s)", R.server, why);
@@ -291,6 +311,11 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     (void)status;
+    if (ac == R.pac) {
+        R.pac = NULL;
+        drop("subscription lost");
+        return;
+    }
     if (ac == R.sac) {
         R.sac = NULL; /* losing the sentinel only costs fast failover notice */
         return;
@@ -335,6 +360,8 @@ static bool reply_ok(const redisReply *r, const char *what)
     return true;
 }
 
+static void open_sub(void);
+
 /* Every handshake answer, PING's last. */
 static void on_handshake_step(void *ctx, const redisReply *r)
 {
@@ -355,6 +382,8 @@ static void on_handshake_step(void *ctx, const redisReply *r)
     if (strcmp(what, "PING") == 0) {
         ev_timer_stop(R.loop, &R.conn_tm);
         set_state(RS_READY);
+        if (R.channel[0])
+            open_sub();
     }
 }
 
@@ -423,6 +452,7 @@ static redisAsyncContext *open_conn(const struct net_addr *a, redisConnectCallba
 
 static void connect_to(const struct net_addr *a)
 {
+    R.addr = *a;
     net_addr_str(a, R.server, sizeof(R.server));
     char why[128];
     R.ac = open_conn(a, on_connect, why, sizeof(why));
@@ -444,6 +474,78 @@ static void on_primary_resolved(void *ctx, const struct net_addr *a)
         return;
     }
     connect_to(a);
+}
+
+/* ---- subscription ---- */
+
+/* Confirmations ("subscribe") and messages; any other answer (an error:
+ * NOAUTH, a proxy that does not do pub/sub) drops everything. */
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    const redisReply *r = reply;
+    if (ac != R.pac || !r)
+        return;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        const char *kind = r->element[0]->str;
+        if (strcmp(kind, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
+            if (R.on_message)
+                R.on_message(r->element[2]->str, r->element[2]->len);
+            return;
+        }
+        if (strcmp(kind, "subscribe") == 0) {
+            log_debug("redis: subscribed to %s", R.channel);
+            if (R.on_subscribed)
+                R.on_subscribed();
+            return;
+        }
+    }
+    if (r->type == REDIS_REPLY_STATUS) /* AUTH's +OK */
+        return;
+    R.errors++;
+    log_warn("redis: subscription to %s refused (%s)", R.channel,
+             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    drop("subscription refused");
+}
+
+static void on_sub_connect(const redisAsyncContext *ac, int status)
+{
+    if (ac != R.pac)
+        return;
+    ev_timer_stop(R.loop, &R.conn_tm);
+    if (status != REDIS_OK) {
+        R.pac = NULL; /* hiredis frees it after this callback */
+        log_warn("redis: cannot open the subscriber connection to %s: %s", R.server,
+                 ac->errstr);
+        drop("subscriber");
+        return;
+    }
+    if (R.cfg.password[0])
+        redisAsyncCommand(R.pac, on_sub_reply, NULL, "AUTH %s", R.cfg.password);
+    redisAsyncCommand(R.pac, on_sub_reply, NULL, "SUBSCRIBE %s", R.channel);
+}
+
+static void open_sub(void)
+{
+    char why[128];
+    close_sub();
+    R.pac = open_conn(&R.addr, on_sub_connect, why, sizeof(why));
+    if (!R.pac) {
+        log_warn("redis: cannot open the subscriber connection to %s: %s", R.server, why);
+        drop("subscriber");
+    }
+}
+
+void redis_subscribe(const char *channel, redis_msg_cb on_message, void (*on_subscribed)(void))
+{
+    R.on_message = on_message;
+    R.on_subscribed = on_subscribed;
+    if (strcmp(R.channel, channel) == 0)
+        return;
+    snprintf(R.channel, sizeof(R.channel), "%s", channel);
+    if (R.state == RS_READY)
+        open_sub();
 }
 
 /* ---- Sentinel ---- */
@@ -481,6 +583,7 @@ static void on_switch_master(redisAsyncContext *ac, void *reply, void *priv)
         return;
     redisAsyncContext *old = R.ac;
     R.ac = NULL;
+    close_sub();
     if (old)
         redisAsyncFree(old);
     R.backoff = BACKOFF_MIN;
