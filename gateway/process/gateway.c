@@ -13,6 +13,7 @@
 #include "base/alloc.h"
 #include "conf/conf.h"
 #include "gateway/balance/affinity.h"
+#include "gateway/balance/fleet.h"
 #include "gateway/ops/access_log.h"
 #include "base/buffer.h"
 #include "gateway/proxy/http_session.h"
@@ -25,6 +26,7 @@
 #include "base/counters.h"
 #include "base/tls.h"
 #include "gateway/proxy/upstream.h"
+#include "healthcheck/admin.h"
 #include "healthcheck/datacenter.h"
 #include "healthcheck/server_dns.h"
 
@@ -119,6 +121,7 @@ static int gw_start(struct conf *c)
     gen_activate(g);
     listener_commit(g);
     affinity_configure(c);
+    fleet_configure(c);
     access_log_format = access_log_of(c->access_log);
     return 0;
 }
@@ -178,6 +181,7 @@ void gw_reload(void)
     gen_activate(g);
     gen_unref(old);
     affinity_configure(c);
+    fleet_configure(c); /* re-reads the fleet's operator state */
     access_log_format = access_log_of(c->access_log);
     log_level = c->log_level;
     if (gw.workers == 1) /* with workers, the master counts reloads */
@@ -267,6 +271,7 @@ int gw_run(struct conf *c, const char *file, int workers, int ready_fd)
     gw_init(loop, file);
     gw.workers = workers;
     dc_module_init(loop);
+    admin_init(loop);
     upstream_module_init(loop);
     affinity_init(loop);
     char err[EG_ERRLEN * 2];
