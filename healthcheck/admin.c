@@ -111,11 +111,14 @@ static bool is_default(const struct admin_entry *e)
     return e->state == ADMIN_READY && e->weight < 0;
 }
 
+/* Times travel through Redis as text with milliseconds. */
+static bool same_time(double a, double b) { return a - b < 0.002 && b - a < 0.002; }
+
 static bool same(const struct admin_entry *a, const struct admin_entry *b)
 {
     if (a->state != b->state || a->weight != b->weight)
         return false;
-    return a->state != ADMIN_DRAIN || (a->since == b->since && a->until == b->until);
+    return a->state != ADMIN_DRAIN || (same_time(a->since, b->since) && same_time(a->until, b->until));
 }
 
 static void remove_at(int i)
@@ -247,6 +250,21 @@ int admin_replace(const struct admin_entry *es, int n)
     unlock();
     admin_sync();
     return changes;
+}
+
+int admin_mark_pending(void)
+{
+    int n = 0;
+    lock();
+    for (int i = 0; i < area->n; i++)
+        if (!area->e[i].pending && !is_default(&area->e[i])) {
+            area->e[i].pending = true;
+            n++;
+        }
+    if (n)
+        changed_locked();
+    unlock();
+    return n;
 }
 
 void admin_written(const char *dc, const char *srv, double changed)

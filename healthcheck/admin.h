@@ -64,6 +64,9 @@ int admin_list(struct admin_entry *out, int max);
  * ready, except those still pending (written here while Redis was away).
  * Returns how many entries changed. */
 int admin_replace(const struct admin_entry *es, int n);
+/* Every entry is to be written to Redis again (it lost them); returns how
+ * many there are. */
+int admin_mark_pending(void);
 /* The entry of DC/SRV was written to Redis as it was at CHANGED. */
 void admin_written(const char *dc, const char *srv, double changed);
 /* The most recent changes, newest first; returns how many. */

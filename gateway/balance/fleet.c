@@ -21,8 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* KEYS: state hash, channel. ARGV: field, record ("" clears). */
+/* KEYS: state hash, channel. ARGV: field, record ("" clears). The field
+ * "seeded" tells a hash the fleet wrote from one a Redis that lost its
+ * data (or never had any) does not have. */
 static const char write_script[] =
+    "redis.call('HSET', KEYS[1], 'seeded', '1')\n"
     "if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1])\n"
     "else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[1] .. '\\n' .. ARGV[2])\n"
@@ -181,14 +184,30 @@ static void on_state(void *ctx, const redisReply *r)
         return;
     }
     int n = 0;
+    bool seeded = false;
     for (size_t i = 0; i + 1 < r->elements && n < ADMIN_MAX; i += 2) {
         const redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (f->type == REDIS_REPLY_STRING && strcmp(f->str, "seeded") == 0) {
+            seeded = true;
+            continue;
+        }
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
             !entry_of(f->str, f->len, v->str, v->len, &list_buf[n]) || v->len == 0) {
             F.bad++;
             continue;
         }
         n++;
+    }
+    if (!seeded) {
+        /* An empty Redis (new, or restarted without its data) knows less
+         * than the gateways: it gets what this one knows, and the fleet's
+         * last state holds. */
+        int mine = admin_mark_pending();
+        if (mine)
+            log_warn("redis: no operator state in Redis: writing this gateway's (%d entries)",
+                     mine);
+        fleet_push();
+        return;
     }
     int changes = admin_replace(list_buf, n);
     counters->operator_fleet_changes_total += (uint64_t)changes;

@@ -139,7 +139,7 @@ static const char *fleet_word(void)
 {
     if (!fleet_on())
         return "local";
-    return fleet_pending() ? "pending" : "fleet";
+    return fleet_ready() ? "fleet" : "pending";
 }
 
 static void json_fleet(struct sbuf *b)
