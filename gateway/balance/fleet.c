@@ -206,21 +206,20 @@ static void on_state(void *ctx, const redisReply *r)
         if (mine)
             log_warn("redis: no operator state in Redis: writing this gateway's (%d entries)",
                      mine);
-        fleet_push();
-        return;
+    } else {
+        int changes = admin_replace(list_buf, n);
+        counters->operator_fleet_changes_total += (uint64_t)changes;
+        log_debug("redis: operator state read: %d entries, %d changes", n, changes);
     }
-    int changes = admin_replace(list_buf, n);
-    counters->operator_fleet_changes_total += (uint64_t)changes;
-    log_debug("redis: operator state read: %d entries, %d changes", n, changes);
+    fleet_push(); /* ours, changed while Redis was away: kept by admin_replace */
 }
 
-/* What may have changed while we were not listening: ours first (pending
- * changes), then the fleet's. Answers come in order on one connection. */
+/* What may have changed while we were not listening: the fleet's state is
+ * read, then what changed here meanwhile (pending) is written over it. */
 static void resync(void)
 {
     if (!fleet_ready())
         return;
-    fleet_push();
     const char *argv[] = {"HGETALL", F.hash};
     size_t argl[] = {7, strlen(F.hash)};
     redis_command(2, argv, argl, on_state, NULL);

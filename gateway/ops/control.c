@@ -1,9 +1,10 @@
 /* The control API.
  *
  * A connection comes from the stats endpoint once the head of a /control
- * request is read: CONNECTED -> [BODY: the rest of Content-Length] ->
- * [WAIT: Redis answers a session request] -> WRITE -> closed. One request
- * per connection, as on the stats endpoint.
+ * request is read: BODY (the rest of Content-Length) -> [WAIT: Redis
+ * answers a session request] -> WRITE -> LINGER (our side shut, the
+ * client's reads dropped until it closes) -> closed. One request per
+ * connection, as on the stats endpoint.
  *
  * Every check happens before anything changes, in this order: the token
  * (401; 403 for a change from beyond loopback when no token is set), the
@@ -39,7 +40,12 @@
 #define HEAD_MAX 8192
 #define TIMEOUT 10.0
 
-enum cconn_state { CC_BODY, CC_WAIT, CC_WRITE };
+enum cconn_state { CC_BODY, CC_WAIT, CC_WRITE, CC_LINGER };
+
+/* After the answer, what the client still sends (a body refused unread) is
+ * read and dropped for this long before closing: closing with unread bytes
+ * would reset the connection, and the client could lose the answer. */
+#define LINGER 1.0
 
 struct cconn {
     struct sk sk;
@@ -556,19 +562,32 @@ static void progress(struct cconn *c)
         sk_want(gw.loop, &c->sk, true, false);
 }
 
+static void linger(struct cconn *c)
+{
+    c->state = CC_LINGER;
+    shutdown(c->sk.fd, SHUT_WR);
+    ev_timer_stop(gw.loop, &c->tm);
+    ev_timer_set(&c->tm, LINGER, 0);
+    ev_timer_start(gw.loop, &c->tm);
+    sk_want(gw.loop, &c->sk, true, false);
+}
+
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     struct cconn *c = w->data;
     bool rd, wr;
     sk_ready(&c->sk, revents, &rd, &wr);
-    if (rd && c->state == CC_BODY) {
-        ssize_t n = sk_read(&c->sk, c->in + c->inlen, sizeof(c->in) - c->inlen);
+    if (rd && (c->state == CC_BODY || c->state == CC_LINGER)) {
+        char drop[4096];
+        bool body = c->state == CC_BODY;
+        ssize_t n = body ? sk_read(&c->sk, c->in + c->inlen, sizeof(c->in) - c->inlen)
+                         : sk_read(&c->sk, drop, sizeof(drop));
         if (n == 0 || n == EG_ERR) {
             cconn_free(c);
             return;
         }
-        if (n > 0) {
+        if (n > 0 && body) {
             c->inlen += (size_t)n;
             progress(c);
         }
@@ -583,7 +602,7 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
     if (n > 0)
         c->sent += (size_t)n;
     if (c->sent == c->out.len)
-        cconn_free(c);
+        linger(c);
 }
 
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
