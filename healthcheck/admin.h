@@ -40,7 +40,7 @@ struct admin_entry {
 struct admin_event {
     double at;
     char origin[ADMIN_ORIGIN_MAX];
-    char what[160];
+    char what[256];
 };
 
 /* Maps the table shared by NPROCS processes (before the master forks;
