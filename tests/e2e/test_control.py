@@ -505,3 +505,78 @@ def test_changes_need_a_token_beyond_loopback(env):
     assert control(sp)[0]["ams"]["state"] == "ready"
     assert api(sp, "PUT", "/control/dcs/ams", {"state": "drain"})[0] == 200
     assert gw.alive()
+
+
+# ---- TLS resumption across the fleet ----
+
+def ticket_key():
+    return subprocess.run(["openssl", "rand", "-hex", "80"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def tls_gateways(env, keyfiles):
+    from helper_tls import make_certs
+    cert = make_certs(env.path("certs"))["site"]
+    a = env.dcsim("ams")
+    gws = []
+    for i, keys in enumerate(keyfiles):
+        port, sp = free_port(), free_port()
+        line = f"tls_ticket_keys {keys};\n" if keys else ""
+        gw = env.gateway(f"{line}stats 127.0.0.1:{sp};\ndatacenter ams {{ server {a.addr}; }}\n"
+                         f"listener web {{ listen 127.0.0.1:{port}; "
+                         f"tls cert {cert.cert} key {cert.key}; }}\n",
+                         name=f"tls{i}", wait=[port, sp])
+        gw.port, gw.sp = port, sp
+        gws.append(gw)
+    return gws
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_ticket_from_one_gateway_resumes_on_another(env, version):
+    from helper_tls import s_client
+    k1 = ticket_key()
+    keys = env.write("tickets.keys", f"# rotated by the operator\n{k1}\n")
+    g1, g2, lone = tls_gateways(env, [keys, keys, None])
+    sess = env.path("sess.pem")
+    rc, out = s_client(g1.port, version, "-sess_out", sess, servername="site.test")
+    assert rc == 0 and "New, TLSv1." in out, out
+    rc, out = s_client(g2.port, version, "-sess_in", sess, servername="site.test")
+    assert rc == 0 and "Reused, TLSv1." in out, out
+    # A gateway with keys of its own does not take it.
+    rc, out = s_client(lone.port, version, "-sess_in", sess, servername="site.test")
+    assert rc == 0 and "New, TLSv1." in out, out
+    # Rotation: a new key first, the old one kept after it; gateway 2 reloads.
+    k2 = ticket_key()
+    with open(keys, "w") as f:
+        f.write(f"{k2}\n{k1}\n")
+    g2.send(signal.SIGHUP)
+    wait_until(lambda: stats(g2.sp)["generation"] == 2, what="reload")
+    rc, out = s_client(g2.port, version, "-sess_in", sess, servername="site.test")
+    assert rc == 0 and "Reused, TLSv1." in out, "the old key still decrypts: " + out
+    sess2 = env.path("sess2.pem")
+    rc, out = s_client(g2.port, version, "-sess_out", sess2, servername="site.test")
+    # Issued under the new key: gateway 1, which has not reloaded, cannot read it.
+    rc, out = s_client(g1.port, version, "-sess_in", sess2, servername="site.test")
+    assert rc == 0 and "New, TLSv1." in out, out
+    # The keys never show, in logs, stats or metrics.
+    for g in (g1, g2):
+        shown = g.output() + http_get(g.sp, "/stats")[2].decode() + \
+            http_get(g.sp, "/metrics")[2].decode()
+        for k in (k1, k2):
+            for part in (k[:32], k[32:96], k[96:]):
+                assert part.lower() not in shown.lower()
+    assert stats(g2.sp)["counters"]["tls_resumed_total"] >= 2
+
+
+def test_bad_ticket_key_file_is_a_configuration_error(env):
+    keys = env.write("bad.keys", "00" * 79 + "\n")
+    secret = "ab" * 80
+    keys2 = env.write("dup.keys", f"{secret}\n{secret}\n")
+    for f, why in [(keys, "line 1: a key is 160 hex digits"), (keys2, "line 2: the same key"),
+                   (env.path("missing.keys"), "cannot read")]:
+        conf = env.write("t.conf", f"tls_ticket_keys {f};\ndatacenter a {{ server 127.0.0.1:1; }}\n"
+                                   f"listener l {{ listen 127.0.0.1:{free_port()}; }}\n")
+        r = subprocess.run([os.environ.get("EG_BIN", os.path.join(ROOT, "build", "edgegate")),
+                            "-t", "-c", conf], capture_output=True, text=True)
+        assert r.returncode == 1 and why in r.stderr and "tls_ticket_keys" in r.stderr, r.stderr
+        assert secret not in r.stderr
