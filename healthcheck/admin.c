@@ -2,9 +2,8 @@
  *
  * The table lives in a shared anonymous mapping made before the master
  * forks, so every worker reads and writes the same one, and it outlives
- * workers that die and reloads. Writers take a small lock in the mapping
- * (its owner's pid: a worker that died holding it is noticed and the lock
- * taken over); a change bumps a sequence number. Each process applies the
+ * workers that die and reloads. Writers take the mapping's lock
+ * (base/shm.h); a change bumps a sequence number. Each process applies the
  * table to its own datacenter objects: at once when it made the change,
  * within a poll interval (10ms) when a sibling did.
  *
@@ -15,16 +14,11 @@
 #include "healthcheck/admin.h"
 #include "healthcheck/datacenter.h"
 #include "base/log.h"
+#include "base/shm.h"
 #include "base/util.h"
 
-#include <errno.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 /* How often a process looks for changes its siblings made. */
 #define POLL_INTERVAL 0.01
@@ -42,7 +36,6 @@ static struct admin_area *area;
 static int nprocs = 1;
 static struct ev_loop *admin_loop;
 static ev_timer poll_tm, expiry_tm;
-static struct dlist live = {&live, &live};
 /* This process's copy of the table, as last applied. */
 static struct admin_entry snap[ADMIN_MAX];
 static int nsnap;
@@ -58,39 +51,20 @@ const char *admin_state_name(int state)
 
 void admin_shared_init(int n)
 {
-    area = mmap(NULL, sizeof(*area), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (area == MAP_FAILED) {
-        fprintf(stderr, "edgegate: cannot map %zu bytes for operator state\n", sizeof(*area));
-        abort();
-    }
+    area = shm_map(sizeof(*area), "operator state");
     nprocs = n;
 }
 
 static double now(void) { return admin_loop ? ev_now(admin_loop) : ev_time(); }
 
-/* ---- the lock ---- */
-
 static void lock(void)
 {
     if (!area) /* a process that did not call admin_init (tests, tools) */
         admin_shared_init(1);
-    int me = (int)getpid();
-    for (unsigned spins = 1;; spins++) {
-        int owner = 0;
-        if (__atomic_compare_exchange_n(&area->lock, &owner, me, false, __ATOMIC_ACQUIRE,
-                                        __ATOMIC_RELAXED))
-            return;
-        if (spins % 4096 == 0) {
-            /* A worker killed while holding it would block every other. */
-            if (owner > 0 && kill(owner, 0) != 0 && errno == ESRCH)
-                __atomic_compare_exchange_n(&area->lock, &owner, 0, false, __ATOMIC_RELEASE,
-                                            __ATOMIC_RELAXED);
-            sched_yield();
-        }
-    }
+    shm_lock(&area->lock);
 }
 
-static void unlock(void) { __atomic_store_n(&area->lock, 0, __ATOMIC_RELEASE); }
+static void unlock(void) { shm_unlock(&area->lock); }
 
 static void changed_locked(void) { __atomic_store_n(&area->seq, area->seq + 1, __ATOMIC_RELEASE); }
 
@@ -370,8 +344,8 @@ static void arm_expiry(void)
 
 static void apply_all(void)
 {
-    for (struct dlist *n = live.next; n != &live; n = n->next)
-        apply_dc(container_of(n, struct dc, admin_link));
+    for (struct dlist *n = dc_live.next; n != &dc_live; n = n->next)
+        apply_dc(container_of(n, struct dc, live_link));
     if (admin_loop)
         arm_expiry();
 }
@@ -400,14 +374,10 @@ static void on_expiry(struct ev_loop *loop, ev_timer *w, int revents)
 
 void admin_watch(struct dc *dc)
 {
-    dlist_del(&dc->admin_link);
-    dlist_add_tail(&live, &dc->admin_link);
     admin_apply_dc(dc);
     if (admin_loop)
         arm_expiry();
 }
-
-void admin_unwatch(struct dc *dc) { dlist_del(&dc->admin_link); }
 
 void admin_init(struct ev_loop *loop)
 {

@@ -72,11 +72,9 @@ void admin_written(const char *dc, const char *srv, double changed);
 /* The most recent changes, newest first; returns how many. */
 int admin_events(struct admin_event *out, int max);
 
-/* Called by datacenter.c: a datacenter's generation becomes current or
- * stops being it; a datacenter or server is created (it starts with its
- * operator state). */
+/* Called by datacenter.c: a datacenter's generation becomes current; a
+ * datacenter or server is created (it starts with its operator state). */
 void admin_watch(struct dc *dc);
-void admin_unwatch(struct dc *dc);
 void admin_apply_dc(struct dc *dc);
 void admin_apply_srv(struct srv *s);
 /* Applies the table to every live datacenter now (another process may have

@@ -52,6 +52,8 @@ struct srv {
     struct dlist inflight;      /* attempts connecting to it or carrying an exchange */
     int nidle;
     struct stats_srv_row *st;   /* traffic counters */
+    int view_row;               /* its row in the machine's health view, -1 none */
+    uint32_t view_seq;          /* the row's version last applied */
 };
 
 struct dc {
@@ -63,7 +65,9 @@ struct dc {
     bool leader;                /* nearest of its priority tier, with hysteresis */
     uint8_t admin;              /* enum admin_state: drain avoids it for new sessions */
     bool drained;               /* drained for drain_timeout: pinned sessions leave too */
-    struct dlist admin_link;    /* among the live datacenters operator state applies to */
+    struct dlist live_link;     /* in dc_live while its generation is current */
+    int view_row;               /* its row in the machine's health view, -1 none */
+    uint32_t view_seq;          /* the row's version last applied */
     int nup;
     double rtt_ms;              /* EWMA over all its servers' checks, < 0 unknown */
     struct srv **srvs;

@@ -29,6 +29,7 @@
 #include "healthcheck/admin.h"
 #include "healthcheck/datacenter.h"
 #include "healthcheck/server_dns.h"
+#include "healthcheck/view.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -38,11 +39,23 @@
 
 static const char *conf_file;
 
+/* The nearest datacenter of each tier: decided by the process that checks
+ * (with hysteresis over every round trip it measures), followed by the
+ * others through the machine's health view. */
+static void update_leaders(void)
+{
+    if (!view_checker())
+        return;
+    route_update_leaders(gw.gen);
+    for (int i = 0; i < gw.gen->ndcs; i++)
+        view_publish_dc(gw.gen->dcs[i]);
+}
+
 /* A datacenter that went down (too few servers up) gives up what is in
  * flight to its servers that are still up, as a server marked down does. */
 static void on_dc_health(struct dc *dc)
 {
-    route_update_leaders(gw.gen);
+    update_leaders();
     if (dc->healthy) {
         hold_wake_all();
         return;
@@ -55,7 +68,7 @@ static void on_dc_health(struct dc *dc)
 static void on_dc_rtt(struct dc *dc)
 {
     (void)dc;
-    route_update_leaders(gw.gen);
+    update_leaders();
 }
 
 static void on_server_removed(struct srv *s) { upstream_pool_drain(s); }
@@ -272,6 +285,7 @@ int gw_run(struct conf *c, const char *file, int workers, int ready_fd)
     gw.workers = workers;
     dc_module_init(loop);
     admin_init(loop);
+    view_init(loop);
     upstream_module_init(loop);
     affinity_init(loop);
     char err[EG_ERRLEN * 2];

@@ -9,6 +9,7 @@
 #include "base/counters.h"
 #include "base/tls.h"
 #include "healthcheck/admin.h"
+#include "healthcheck/view.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -166,8 +167,10 @@ int main(int argc, char **argv)
         return EXIT_RUNTIME;
     int workers = c->workers ? c->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     int rc;
-    /* Operator state outlives reloads and workers: shared before any fork. */
+    /* Operator state and the health view outlive reloads and workers:
+     * shared before any fork. */
     admin_shared_init(workers);
+    view_shared_init(workers);
     if (workers > 1) {
         rc = master_run(c, file, workers);
     } else {
