@@ -580,3 +580,87 @@ def test_bad_ticket_key_file_is_a_configuration_error(env):
                             "-t", "-c", conf], capture_output=True, text=True)
         assert r.returncode == 1 and why in r.stderr and "tls_ticket_keys" in r.stderr, r.stderr
         assert secret not in r.stderr
+
+
+# ---- one health view per machine ----
+
+def by_worker(sp, n_workers, samples=60):
+    """/stats as each worker answers it (the listener's SO_REUSEPORT spreads
+    connections): {pid: [health view, ...]}."""
+    seen = {}
+    for _ in range(samples):
+        st = stats(sp)
+        view = [(d["name"], d["healthy"], d["nearest"],
+                 [(s["address"], s["up"], s["reason"]) for s in d["servers"]])
+                for d in st["datacenters"]]
+        seen.setdefault(st["pid"], []).append((view, st["counters"]["checks_total"]))
+        if len(seen) == n_workers and all(len(v) >= 5 for v in seen.values()):
+            break
+    assert len(seen) == n_workers, f"saw workers {list(seen)}"
+    return seen
+
+
+def health_hits(procs):
+    return sum(p.output().count("req GET /health") for p in procs)
+
+
+def test_workers_share_one_health_view_and_check_once(env):
+    live = [env.dcsim(f"s{i}", extra=["--log"]) for i in range(3)]
+    dead = free_port()
+    port, sp = free_port(), free_port()
+    gw = env.gateway(f"workers 2;\nstats 127.0.0.1:{sp};\n"
+                     f"datacenter ams {{ server {live[0].addr}; server {live[1].addr}; "
+                     "check http /health interval 200ms timeout 200ms fall 1 rise 1; }\n"
+                     f"datacenter fra {{ priority 2; server {live[2].addr}; "
+                     f"server 127.0.0.1:{dead}; "
+                     "check http /health interval 200ms timeout 200ms fall 1 rise 1; }\n"
+                     f"listener web {{ listen 127.0.0.1:{port}; }}\n", wait=[port, sp])
+    wait_until(lambda: not dc_state(sp, "fra")["servers"][1]["up"], what="the dead one down")
+    # Checks per interval: one per server, not one per server and worker.
+    c0, h0, t0 = stats(sp)["counters"]["checks_total"], health_hits(live), time.time()
+    time.sleep(3)
+    c1, h1, t1 = stats(sp)["counters"]["checks_total"], health_hits(live), time.time()
+    rounds = (t1 - t0) / 0.2
+    print(f"workers 2: {(c1 - c0) / rounds:.2f} checks and {(h1 - h0) / rounds:.2f} /health "
+          f"requests per interval, 4 servers of which 3 answer")
+    assert 3.5 <= (c1 - c0) / rounds <= 4.5
+    assert 2.5 <= (h1 - h0) / rounds <= 3.5
+    # Every worker reports the same health, whatever happens to the servers.
+    phases = [("steady", None), ("s0 stopped", lambda: os.kill(live[0].pid, signal.SIGSTOP)),
+              ("s0 back", lambda: os.kill(live[0].pid, signal.SIGCONT))]
+    for name, act in phases:
+        if act:
+            act()
+            want = name == "s0 back"
+            wait_until(lambda: dc_state(sp, "ams")["servers"][0]["up"] == want, what=name)
+            time.sleep(0.3)
+        seen = by_worker(sp, 2)
+        views = {json.dumps(v) for samples in seen.values() for v, _ in samples}
+        assert len(views) == 1, (name, views)
+        totals = [c for samples in seen.values() for _, c in samples]
+        assert max(totals) - min(totals) < 20, "one machine-wide count"
+    # Logged once, by the process that decided it.
+    out = gw.output()
+    assert out.count(f"server {live[0].addr} of ams is down") == 1, out
+
+
+def test_workers_a_refusal_seen_by_one_worker_moves_all(env):
+    a = env.dcsim("ams")
+    b = env.dcsim("ams-b")
+    port, sp = free_port(), free_port()
+    env.gateway(f"workers 2;\nstats 127.0.0.1:{sp};\n"
+                f"datacenter ams {{ server {a.addr}; server {b.addr}; passive timeout 30s; }}\n"
+                f"listener web {{ listen 127.0.0.1:{port}; }}\n", wait=[port, sp])
+    b.stop()
+    # One request (served by one worker) finds b refusing, and is retried on a.
+    deadline = time.time() + 5
+    while time.time() < deadline and dc_state(sp, "ams")["servers"][1]["up"]:
+        assert http_get(port)[0] == 200
+    time.sleep(0.1)
+    seen = by_worker(sp, 2)
+    for samples in seen.values():
+        for view, _ in samples:
+            assert view[0][3][1][1:] == (False, "connection refused"), view
+    for _ in range(20):
+        status, _, body = http_get(port)
+        assert status == 200 and dc_of(body) == "ams"
