@@ -642,6 +642,18 @@ def test_workers_share_one_health_view_and_check_once(env):
     # Logged once, by the process that decided it.
     out = gw.output()
     assert out.count(f"server {live[0].addr} of ams is down") == 1, out
+    # The checker (worker 0, started first) dies: its successor takes the
+    # machine's view (the dead server stays down, nothing flaps) and checks on.
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(gw.pid)], capture_output=True,
+                              text=True).stdout.split()
+    os.kill(min(map(int, children)), signal.SIGKILL)
+    wait_until(lambda: stats(sp)["counters"]["worker_restarts_total"] == 1, what="restarted")
+    c0 = stats(sp)["counters"]["checks_total"]
+    wait_until(lambda: stats(sp)["counters"]["checks_total"] > c0 + 8, what="checks go on")
+    seen = by_worker(sp, 2)
+    views = {json.dumps(v) for samples in seen.values() for v, _ in samples}
+    assert len(views) == 1, views
+    assert f"server 127.0.0.1:{dead} of fra is up" not in gw.output()
 
 
 def test_workers_a_refusal_seen_by_one_worker_moves_all(env):
