@@ -134,7 +134,10 @@ static void print_status(const struct json_val *root)
         printf("this gateway only (no Redis)\n");
     else
         printf("fleet-wide, Redis %s, %.0f change(s) waiting to be written\n",
-               flag(fleet, "connected") ? "connected" : "NOT CONNECTED", num(fleet, "pending", 0));
+               !flag(fleet, "connected") ? "NOT CONNECTED"
+               : flag(fleet, "subscribed") ? "connected"
+                                           : "connected but NOT SUBSCRIBED (others' changes unheard)",
+               num(fleet, "pending", 0));
     const struct json_val *ch = json_get(root, "changes");
     if (ch && ch->child)
         printf("\nrecent changes:\n");

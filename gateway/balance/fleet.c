@@ -46,7 +46,6 @@ static const char move_script[] =
 
 static struct {
     bool on;
-    bool subscribed;
     char prefix[72];
     char hash[96], channel[96];
     double ttl;
@@ -71,7 +70,9 @@ static struct admin_entry list_buf[ADMIN_MAX];
 
 bool fleet_on(void) { return F.on; }
 
-bool fleet_ready(void) { return F.on && F.subscribed && redis_ready(); }
+bool fleet_connected(void) { return F.on && redis_ready(); }
+
+bool fleet_ready(void) { return F.on && redis_subscribed(); }
 
 unsigned long fleet_bad_messages(void) { return F.bad; }
 
@@ -218,18 +219,14 @@ static void on_state(void *ctx, const redisReply *r)
  * read, then what changed here meanwhile (pending) is written over it. */
 static void resync(void)
 {
-    if (!fleet_ready())
+    if (!fleet_connected())
         return;
     const char *argv[] = {"HGETALL", F.hash};
     size_t argl[] = {7, strlen(F.hash)};
     redis_command(2, argv, argl, on_state, NULL);
 }
 
-static void on_subscribed(void)
-{
-    F.subscribed = true;
-    resync();
-}
+static void on_resync(void) { resync(); }
 
 static void on_message(const char *msg, size_t len)
 {
@@ -262,16 +259,10 @@ void fleet_configure(const struct conf *c)
     F.ttl = c->redis.ttl;
     snprintf(F.prefix, sizeof(F.prefix), "%s", c->redis.on ? c->redis.prefix : "");
     snprintf(F.hash, sizeof(F.hash), "%sop:state", F.prefix);
-    char channel[96];
-    snprintf(channel, sizeof(channel), "%sop:changes", F.prefix);
-    if (strcmp(channel, F.channel) != 0)
-        F.subscribed = false;
-    snprintf(F.channel, sizeof(F.channel), "%s", channel);
-    if (!F.on) {
-        F.subscribed = false;
+    snprintf(F.channel, sizeof(F.channel), "%sop:changes", F.prefix);
+    if (!F.on)
         return;
-    }
-    redis_subscribe(F.channel, on_message, on_subscribed);
+    redis_subscribe(F.channel, on_message, on_resync);
     resync();
 }
 

@@ -23,7 +23,9 @@
 void fleet_configure(const struct conf *c);
 /* Redis configured: operator state is fleet-wide. */
 bool fleet_on(void);
-/* Redis connected and subscribed. */
+/* Redis connected: changes made here are written. */
+bool fleet_connected(void);
+/* And subscribed: changes made elsewhere are heard. */
 bool fleet_ready(void);
 /* Writes every pending operator change to Redis (when it is there). */
 void fleet_push(void);

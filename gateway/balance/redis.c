@@ -14,9 +14,11 @@
  *
  * A subscription (redis_subscribe) takes a third connection, to the same
  * primary, opened once the data connection is ready: a subscribed
- * connection can send no other command. Losing it drops the data connection
- * too, so that both come back together and the subscriber's owner re-reads
- * whatever it may have missed (on_subscribed). */
+ * connection can send no other command. Its troubles never touch the data
+ * connection (a Redis whose ACL forbids SUBSCRIBE still keeps affinity): it
+ * is opened again a second later. Its owner is told (on_resync) when the
+ * data connection is ready and again when the subscription starts, to
+ * re-read what it may have missed. */
 #include "gateway/balance/redis.h"
 #include "base/alloc.h"
 #include "base/log.h"
@@ -33,6 +35,7 @@
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
 #define CONNECT_TIMEOUT 1.0
+#define SUB_RETRY 1.0
 
 enum redis_state { RS_OFF, RS_WAIT, RS_SENTINEL, RS_CONNECTING, RS_HANDSHAKE, RS_READY };
 
@@ -63,10 +66,13 @@ static struct {
     redisAsyncContext *ac;      /* data connection */
     redisAsyncContext *sac;     /* sentinel connection (discovery, then +switch-master) */
     redisAsyncContext *pac;     /* subscriber connection */
+    bool subscribed;            /* pac's subscription is confirmed */
+    bool sub_failing;           /* its failures are logged once until it works */
+    ev_timer sub_tm;            /* pac's connect timeout, then the wait to retry */
     struct net_addr addr;       /* of the primary */
     char channel[160];
     redis_msg_cb on_message;
-    void (*on_subscribed)(void);
+    void (*on_resync)(void);
     int sentinel_idx;
     char server[64];
     ev_timer retry_tm, conn_tm, cmd_tm;
@@ -269,8 +275,22 @@ static void close_sub(void)
 {
     redisAsyncContext *pac = R.pac;
     R.pac = NULL;
+    R.subscribed = false;
+    ev_timer_stop(R.loop, &R.sub_tm);
     if (pac)
         redisAsyncFree(pac);
+}
+
+static void sub_retry_later(const char *why)
+{
+    if (R.sub_failing)
+        log_debug("redis: subscription to %s: %s", R.channel, why);
+    else
+        log_warn("redis: subscription to %s: %s (trying again every second)", R.channel, why);
+    R.sub_failing = true;
+    close_sub();
+    ev_timer_set(&R.sub_tm, jitter(SUB_RETRY), 0);
+    ev_timer_start(R.loop, &R.sub_tm);
 }
 
 /* Forgets the connections now; hiredis hands NULL replies to everything in
@@ -313,7 +333,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     (void)status;
     if (ac == R.pac) {
         R.pac = NULL;
-        drop("subscription lost");
+        if (R.state == RS_READY)
+            sub_retry_later("connection lost");
         return;
     }
     if (ac == R.sac) {
@@ -382,8 +403,11 @@ static void on_handshake_step(void *ctx, const redisReply *r)
     if (strcmp(what, "PING") == 0) {
         ev_timer_stop(R.loop, &R.conn_tm);
         set_state(RS_READY);
-        if (R.channel[0])
+        if (R.channel[0]) {
             open_sub();
+            if (R.on_resync)
+                R.on_resync();
+        }
     }
 }
 
@@ -479,7 +503,8 @@ static void on_primary_resolved(void *ctx, const struct net_addr *a)
 /* ---- subscription ---- */
 
 /* Confirmations ("subscribe") and messages; any other answer (an error:
- * NOAUTH, a proxy that does not do pub/sub) drops everything. */
+ * NOAUTH, NOPERM, a proxy that does not do pub/sub) closes the subscriber
+ * connection, to be opened again later. */
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
@@ -496,29 +521,27 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
         }
         if (strcmp(kind, "subscribe") == 0) {
             log_debug("redis: subscribed to %s", R.channel);
-            if (R.on_subscribed)
-                R.on_subscribed();
+            R.subscribed = true;
+            R.sub_failing = false;
+            if (R.on_resync)
+                R.on_resync();
             return;
         }
     }
     if (r->type == REDIS_REPLY_STATUS) /* AUTH's +OK */
         return;
     R.errors++;
-    log_warn("redis: subscription to %s refused (%s)", R.channel,
-             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    drop("subscription refused");
+    sub_retry_later(r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 }
 
 static void on_sub_connect(const redisAsyncContext *ac, int status)
 {
     if (ac != R.pac)
         return;
-    ev_timer_stop(R.loop, &R.conn_tm);
+    ev_timer_stop(R.loop, &R.sub_tm);
     if (status != REDIS_OK) {
         R.pac = NULL; /* hiredis frees it after this callback */
-        log_warn("redis: cannot open the subscriber connection to %s: %s", R.server,
-                 ac->errstr);
-        drop("subscriber");
+        sub_retry_later(ac->errstr);
         return;
     }
     if (R.cfg.password[0])
@@ -531,16 +554,32 @@ static void open_sub(void)
     char why[128];
     close_sub();
     R.pac = open_conn(&R.addr, on_sub_connect, why, sizeof(why));
+    /* open_conn armed the data connection's timer: this one has its own. */
+    ev_timer_stop(R.loop, &R.conn_tm);
     if (!R.pac) {
-        log_warn("redis: cannot open the subscriber connection to %s: %s", R.server, why);
-        drop("subscriber");
+        sub_retry_later(why);
+        return;
     }
+    ev_timer_set(&R.sub_tm, CONNECT_TIMEOUT, 0);
+    ev_timer_start(R.loop, &R.sub_tm);
 }
 
-void redis_subscribe(const char *channel, redis_msg_cb on_message, void (*on_subscribed)(void))
+/* The subscriber's connect timeout, or the wait before trying again. */
+static void on_sub_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)w, (void)revents;
+    if (R.pac)
+        sub_retry_later("connect timeout");
+    else if (R.state == RS_READY && R.channel[0])
+        open_sub();
+}
+
+bool redis_subscribed(void) { return R.state == RS_READY && R.subscribed; }
+
+void redis_subscribe(const char *channel, redis_msg_cb on_message, void (*on_resync)(void))
 {
     R.on_message = on_message;
-    R.on_subscribed = on_subscribed;
+    R.on_resync = on_resync;
     if (strcmp(R.channel, channel) == 0)
         return;
     snprintf(R.channel, sizeof(R.channel), "%s", channel);
@@ -663,6 +702,7 @@ void redis_init(struct ev_loop *loop)
     ev_timer_init(&R.retry_tm, on_retry, 0, 0);
     ev_timer_init(&R.conn_tm, on_connect_timeout, 0, 0);
     ev_timer_init(&R.cmd_tm, on_cmd_timeout, 0, 0);
+    ev_timer_init(&R.sub_tm, on_sub_timer, 0, 0);
     R.backoff = BACKOFF_MIN;
 }
 

@@ -145,14 +145,16 @@ static const char *fleet_word(void)
 {
     if (!fleet_on())
         return "local";
-    return fleet_ready() ? "fleet" : "pending";
+    return fleet_connected() ? "fleet" : "pending";
 }
 
 static void json_fleet(struct sbuf *b)
 {
-    sbuf_printf(b, "{\"redis\": %s, \"connected\": %s, \"pending\": %d, \"bad_messages\": %lu}",
-                fleet_on() ? "true" : "false", fleet_ready() ? "true" : "false",
-                fleet_pending(), fleet_bad_messages());
+    sbuf_printf(b,
+                "{\"redis\": %s, \"connected\": %s, \"subscribed\": %s, \"pending\": %d, "
+                "\"bad_messages\": %lu}",
+                fleet_on() ? "true" : "false", fleet_connected() ? "true" : "false",
+                fleet_ready() ? "true" : "false", fleet_pending(), fleet_bad_messages());
 }
 
 static void json_changes(struct sbuf *b)

@@ -297,7 +297,7 @@ def test_session_get_and_move_in_redis(env):
                        name=f"gw{i}", wait=[port, sp])
            for i, (port, sp) in enumerate(ports)]
     for _, sp in ports:
-        wait_until(lambda: api(sp, "GET", "/control")[1]["fleet"]["connected"], what="redis")
+        wait_until(lambda: api(sp, "GET", "/control")[1]["fleet"]["subscribed"], what="redis")
     # Cached by gateway 1 ...
     assert dc_of(http_get(ports[1][0], headers={"Cookie": "sid=bob"})[2]) == "ams"
     s = json.loads(ctl(gws[0].conf, "--json", "session", "get", "bob").stdout)
@@ -327,7 +327,7 @@ def fleet(env, n=2, extra=""):
         gw.port, gw.sp = port, sp
         gws.append(gw)
     for gw in gws:
-        wait_until(lambda: api(gw.sp, "GET", "/control", token=TOKEN)[1]["fleet"]["connected"],
+        wait_until(lambda: api(gw.sp, "GET", "/control", token=TOKEN)[1]["fleet"]["subscribed"],
                    what="subscribed")
     return redis, gws
 
@@ -385,6 +385,30 @@ def test_fleet_state_outlives_a_restart_and_holds_without_redis(env):
     addr = control(g0.sp, TOKEN)[0]["fra"]["servers"][0]["address"]
     state = redis2.client.hgetall("f:op:state")
     assert json.loads(state[f"srv:fra:{addr}"])["weight"] == 7, state
+
+
+def test_fleet_without_pubsub_permission_keeps_affinity(env):
+    """A Redis whose ACL forbids SUBSCRIBE: changes are still written (and
+    read at start and reload), sessions still live in Redis."""
+    redis = env.redis()
+    redis.client.execute_command("ACL", "SETUSER", "default", "-subscribe")
+    a, b = env.dcsim("ams"), env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    gw = env.gateway(two_dc_conf(sp, port, a, b,
+                                 extra=f"redis 127.0.0.1:{redis.port} {{ prefix p:; }}"),
+                     wait=[port, sp])
+    wait_until(lambda: control(sp)[1]["fleet"]["connected"], what="redis")
+    time.sleep(0.5)
+    fleet = control(sp)[1]["fleet"]
+    assert fleet["connected"] and not fleet["subscribed"]
+    assert dc_of(http_get(port, headers={"Cookie": "sid=carol"})[2]) == "ams"
+    assert redis.client.get("p:aff:carol") == "ams"
+    r = ctl(gw.conf, "dc", "drain", "ams")
+    assert "[fleet]" in r.stdout
+    wait_until(lambda: redis.client.hget("p:op:state", "dc:ams"), what="written")
+    assert stats(sp)["redis"]["connected"]
+    assert "NOT SUBSCRIBED" in ctl(gw.conf, "status").stdout
+    assert gw.output().count("subscription to p:op:changes") == 1  # said once
 
 
 def test_fleet_garbage_in_redis_is_ignored(env):
