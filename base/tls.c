@@ -244,8 +244,6 @@ void tls_ticket_keys_free(struct tls_ticket_keys *k)
     free(k);
 }
 
-int tls_ticket_keys_count(const struct tls_ticket_keys *k) { return k ? k->n : 0; }
-
 void tls_ticket_keys_use(const struct tls_ticket_keys *k)
 {
     OPENSSL_cleanse(&shared, sizeof(shared));

@@ -44,7 +44,6 @@ struct tls_ticket_keys;
 struct tls_ticket_keys *tls_ticket_keys_load(const char *file, char *err, size_t errlen,
                                              bool *unreadable);
 void tls_ticket_keys_free(struct tls_ticket_keys *k);
-int tls_ticket_keys_count(const struct tls_ticket_keys *k);
 /* From now on tickets use K (copied), or, with NULL, keys derived from this
  * process's secret that rotate hourly. */
 void tls_ticket_keys_use(const struct tls_ticket_keys *k);

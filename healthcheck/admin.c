@@ -131,6 +131,8 @@ static void record(const struct admin_entry *e, bool from_fleet)
         log_info("operator: %s (by %s)", ev->what, e->origin);
 }
 
+static void admin_sync(void);
+
 /* Sets one entry (lock held); true when the state it says changed. An
  * entry that says the same as before is left as it is (the fleet's echo
  * of a change made here, each worker hearing the same message). */
@@ -350,7 +352,7 @@ static void apply_all(void)
         arm_expiry();
 }
 
-void admin_sync(void)
+static void admin_sync(void)
 {
     uint64_t seq = area ? __atomic_load_n(&area->seq, __ATOMIC_ACQUIRE) : applied_seq;
     if (seq == applied_seq)

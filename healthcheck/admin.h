@@ -77,9 +77,6 @@ int admin_events(struct admin_event *out, int max);
 void admin_watch(struct dc *dc);
 void admin_apply_dc(struct dc *dc);
 void admin_apply_srv(struct srv *s);
-/* Applies the table to every live datacenter now (another process may have
- * changed it). */
-void admin_sync(void);
 
 const char *admin_state_name(int state);
 

@@ -17,11 +17,6 @@
 static const char *const state_names[] = {[CTL_READY] = "ready", [CTL_DRAIN] = "drain",
                                            [CTL_DOWN] = "down"};
 
-const char *ctl_state_name(int state)
-{
-    return state >= 0 && state < (int)ARRAY_LEN(state_names) ? state_names[state] : "?";
-}
-
 int ctl_state_parse(const char *s)
 {
     for (int i = 0; i < (int)ARRAY_LEN(state_names); i++)

@@ -57,7 +57,6 @@ bool ctl_method_changes(int method);
 int ctl_parse(int method, const char *path, size_t plen, const char *body, size_t blen,
               struct ctl_cmd *cmd, char *err, size_t errlen);
 
-const char *ctl_state_name(int state);
 /* "ready", "drain" or "down" to enum ctl_state, -1 otherwise. */
 int ctl_state_parse(const char *s);
 /* A datacenter name: 1 to 63 letters, digits, '-', '_', '.'. */
