@@ -1,4 +1,4 @@
-# edgegate build. `make` builds build/edgegate and build/dcsim.
+# edgegate build. `make` builds build/edgegate, build/edgegatectl and build/dcsim.
 # See README.md for run/test; everything lands under build/.
 
 VERSION := 0.1.0
@@ -19,6 +19,7 @@ CORE_SRC := $(filter-out gateway/process/main.c,$(foreach d,$(LAYERS),$(wildcard
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
 MAIN_OBJ := $(B)/obj/gateway/process/main.o
 DCSIM_SRC := $(wildcard tests/dcsim/*.c)
+CTL_SRC := $(wildcard ctl/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/unit/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -28,7 +29,7 @@ HDRS := $(foreach d,$(LAYERS),$(wildcard $(d)/*.h)) $(B)/gen/stats_page.inc
 .PHONY: all run test unit e2e fuzz fuzz-corpus fuzz-smoke asan install deb clean deps-build deps-test layers \
         reference chaos chaos-short soak
 
-all: $(B)/edgegate $(B)/dcsim
+all: $(B)/edgegate $(B)/edgegatectl $(B)/dcsim
 
 # The stats page is an HTML file, compiled in as a C string.
 $(B)/gen/stats_page.inc: gateway/ops/stats_page.html
@@ -46,6 +47,10 @@ $(B)/libedgegate.a: $(CORE_OBJ)
 
 $(B)/edgegate: $(MAIN_OBJ) $(B)/libedgegate.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The control tool links the configuration parser and the protocol code.
+$(B)/edgegatectl: $(CTL_SRC) $(wildcard ctl/*.h) $(B)/libedgegate.a
+	$(CC) $(CFLAGS) -o $@ $(CTL_SRC) $(B)/libedgegate.a $(LDLIBS)
 
 $(B)/dcsim: $(DCSIM_SRC)
 	@mkdir -p $(B)
@@ -141,7 +146,9 @@ run:
 
 install: all
 	install -D -m 0755 $(B)/edgegate $(DESTDIR)$(PREFIX)/sbin/edgegate
+	install -D -m 0755 $(B)/edgegatectl $(DESTDIR)$(PREFIX)/sbin/edgegatectl
 	install -D -m 0644 packaging/edgegate.8 $(DESTDIR)$(PREFIX)/share/man/man8/edgegate.8
+	install -D -m 0644 packaging/edgegatectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/edgegatectl.8
 	install -D -m 0644 packaging/edgegate.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/edgegate.conf.5
 	install -D -m 0644 packaging/edgegate.conf $(DESTDIR)/etc/edgegate/edgegate.conf
 	install -D -m 0644 packaging/edgegate.logrotate $(DESTDIR)/etc/logrotate.d/edgegate

@@ -64,6 +64,11 @@ struct stats_counters {
     uint64_t h2_floods_total;           /* rapid reset, CONTINUATION, SETTINGS/PING/empty frames */
     /* HTTP/2 towards servers. */
     uint64_t h2_upstream_streams_total;
+    uint64_t control_requests_total;    /* requests to the control API */
+    uint64_t control_refused_total;     /* of which refused (400, 401, 403, 404, 405, 413) */
+    uint64_t operator_changes_total;    /* operator state changed through the control API */
+    uint64_t operator_fleet_changes_total; /* changed by what another gateway wrote to Redis */
+    uint64_t session_moves_total;       /* sessions moved or forgotten by an operator */
 };
 
 struct stats_hist {

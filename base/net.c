@@ -181,3 +181,13 @@ bool net_local_exhaustion(int err)
 {
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
+
+bool net_addr_is_loopback(const struct net_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return (ntohl(a->ss.in.sin_addr.s_addr) >> 24) == 127;
+    if (a->ss.ss_family != AF_INET6)
+        return false;
+    const struct in6_addr *v6 = &a->ss.in6.sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+}

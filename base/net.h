@@ -32,6 +32,8 @@ const char *net_addr_str(const struct net_addr *a, char *buf, size_t len);
 const char *net_ip_str(const struct sockaddr *sa, char *buf, size_t len);
 bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
 uint16_t net_addr_port(const struct net_addr *a);
+/* 127.0.0.0/8, ::1, or ::ffff:127.x.y.z. */
+bool net_addr_is_loopback(const struct net_addr *a);
 void net_addr_set_port(struct net_addr *a, uint16_t port);
 
 int net_listen(const struct net_addr *a, int backlog, bool reuseport, char *err, size_t errlen);

@@ -13,7 +13,14 @@
  * derived from one random secret and the hour's number, so keys never need
  * to be stored, the previous hour's tickets still resume (and get renewed),
  * and processes that share the secret (workers forked from one master)
- * accept each other's tickets. */
+ * accept each other's tickets.
+ *
+ * A fleet shares keys instead (`tls_ticket_keys FILE`): the operator's
+ * keys replace the derived ones, the first issuing tickets and every one
+ * accepting them, so that a ticket one gateway issued resumes on another.
+ * Rotating is writing a new key first, keeping the previous ones after it
+ * for as long as their tickets should resume, and reloading every gateway.
+ * Keys are never logged: errors name the line, not its content. */
 #include "base/tls.h"
 #include "base/alloc.h"
 #include "base/log.h"
@@ -38,6 +45,7 @@
 
 #define TICKET_PERIOD 3600
 #define MAX_NAMES 64
+#define KEY_FILE_MAX 65536
 
 /* Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 uses OpenSSL's defaults. */
 static const char ciphers12[] =
@@ -63,8 +71,14 @@ struct ticket_key {
     unsigned char name[16], aes[32], hmac[32];
 };
 
+struct tls_ticket_keys {
+    int n;
+    struct ticket_key k[TLS_TICKET_KEYS_MAX];
+};
+
 static unsigned char ticket_secret[32];
 static struct ticket_key tkeys[2];
+static struct tls_ticket_keys shared;  /* the operator's, in use when n > 0 */
 void tls_count_failure(void) { counters->tls_failures_total++; }
 
 void tls_count_handshake(SSL *ssl)
@@ -121,6 +135,123 @@ static int set_mac_key(EVP_MAC_CTX *hctx, const struct ticket_key *k)
     return EVP_MAC_CTX_set_params(hctx, params);
 }
 
+/* ---- the operator's keys ---- */
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* One line's key: 160 hex digits, name | AES | HMAC. */
+static bool parse_key(const char *s, size_t n, struct ticket_key *k)
+{
+    unsigned char raw[80];
+    if (n != 2 * sizeof(raw))
+        return false;
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            OPENSSL_cleanse(raw, sizeof(raw));
+            return false;
+        }
+        raw[i] = (unsigned char)(hi << 4 | lo);
+    }
+    memcpy(k->name, raw, 16);
+    memcpy(k->aes, raw + 16, 32);
+    memcpy(k->hmac, raw + 48, 32);
+    k->period = 0;
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return true;
+}
+
+static int parse_keys(const char *text, size_t len, struct tls_ticket_keys *k, char *err,
+                      size_t errlen)
+{
+    int line = 0;
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        line++;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
+            t--;
+        if (t > p && *p != '#') {
+            if (k->n == TLS_TICKET_KEYS_MAX) {
+                snprintf(err, errlen, "line %d: at most %d keys", line, TLS_TICKET_KEYS_MAX);
+                return EG_ERR;
+            }
+            if (!parse_key(p, (size_t)(t - p), &k->k[k->n])) {
+                snprintf(err, errlen, "line %d: a key is 160 hex digits (80 random bytes: "
+                                      "`openssl rand -hex 80`)", line);
+                return EG_ERR;
+            }
+            for (int i = 0; i < k->n; i++)
+                if (memcmp(k->k[i].name, k->k[k->n].name, 16) == 0) {
+                    snprintf(err, errlen, "line %d: the same key name (first 16 bytes) as an "
+                                          "earlier key", line);
+                    return EG_ERR;
+                }
+            k->n++;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    if (k->n == 0) {
+        snprintf(err, errlen, "no key (one per line: `openssl rand -hex 80`)");
+        return EG_ERR;
+    }
+    return EG_OK;
+}
+
+struct tls_ticket_keys *tls_ticket_keys_load(const char *file, char *err, size_t errlen,
+                                             bool *unreadable)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", file, strerror(errno));
+        *unreadable = true;
+        return NULL;
+    }
+    char *text = eg_malloc(KEY_FILE_MAX + 1);
+    size_t len = fread(text, 1, KEY_FILE_MAX + 1, f);
+    bool failed = ferror(f);
+    fclose(f);
+    struct tls_ticket_keys *k = eg_calloc(1, sizeof(*k));
+    char why[160];
+    int rc = EG_ERR;
+    if (failed)
+        snprintf(why, sizeof(why), "read error");
+    else if (len > KEY_FILE_MAX)
+        snprintf(why, sizeof(why), "larger than %d bytes", KEY_FILE_MAX);
+    else
+        rc = parse_keys(text, len, k, why, sizeof(why));
+    OPENSSL_cleanse(text, KEY_FILE_MAX + 1);
+    free(text);
+    if (rc != EG_OK) {
+        snprintf(err, errlen, "%s: %s", file, why);
+        tls_ticket_keys_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void tls_ticket_keys_free(struct tls_ticket_keys *k)
+{
+    if (!k)
+        return;
+    OPENSSL_cleanse(k, sizeof(*k));
+    free(k);
+}
+
+void tls_ticket_keys_use(const struct tls_ticket_keys *k)
+{
+    OPENSSL_cleanse(&shared, sizeof(shared));
+    if (k)
+        shared = *k;
+}
+
 /* Returns 1 (key found), 2 (found, old: issue a new ticket), 0 (unknown
  * key: full handshake), -1 (error). */
 static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ectx,
@@ -128,7 +259,7 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
 {
     (void)ssl;
     if (enc) {
-        const struct ticket_key *k = ticket_key(0);
+        const struct ticket_key *k = shared.n ? &shared.k[0] : ticket_key(0);
         if (RAND_bytes(iv, 16) != 1)
             return -1;
         memcpy(name, k->name, 16);
@@ -137,8 +268,9 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
             return -1;
         return 1;
     }
-    for (int slot = 0; slot < 2; slot++) {
-        const struct ticket_key *k = ticket_key(slot);
+    int nkeys = shared.n ? shared.n : 2;
+    for (int slot = 0; slot < nkeys; slot++) {
+        const struct ticket_key *k = shared.n ? &shared.k[slot] : ticket_key(slot);
         if (memcmp(name, k->name, 16) != 0)
             continue;
         if (!set_mac_key(hctx, k) || !EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv))

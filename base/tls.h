@@ -37,6 +37,21 @@ SSL_CTX *tls_client_ctx(const char *verify_ca, char *err, size_t errlen);
  * no name check). */
 SSL *tls_client_ssl(SSL_CTX *ctx, int fd, const char *sni, const char *check, bool check_ip);
 
+/* Session ticket keys shared by a fleet (`tls_ticket_keys FILE`): one per
+ * line, 160 hex digits (80 bytes: 16 of name, 32 of AES-256 key, 32 of
+ * HMAC-SHA256 key); blank lines and # comments are skipped. The first key
+ * encrypts new tickets, every key decrypts (a ticket under another than the
+ * first is renewed). NULL with ERR saying what is wrong (*UNREADABLE: the
+ * file could not be read); the keys themselves never appear in ERR. */
+#define TLS_TICKET_KEYS_MAX 16
+struct tls_ticket_keys;
+struct tls_ticket_keys *tls_ticket_keys_load(const char *file, char *err, size_t errlen,
+                                             bool *unreadable);
+void tls_ticket_keys_free(struct tls_ticket_keys *k);
+/* From now on tickets use K (copied), or, with NULL, keys derived from this
+ * process's secret that rotate hourly. */
+void tls_ticket_keys_use(const struct tls_ticket_keys *k);
+
 /* Counts a finished client handshake (and whether it resumed a session). */
 void tls_count_handshake(SSL *ssl);
 void tls_count_failure(void);

@@ -192,6 +192,8 @@ struct conf {
     struct conf_loc pid_at;
     size_t affinity_size;       /* in-memory affinity (no redis block) */
     double affinity_ttl;
+    char *tls_ticket_keys;      /* TLS session ticket keys shared by a fleet */
+    struct conf_loc tls_ticket_keys_at;
 };
 
 /* Errors are collected, one "FILE:LINE: message" line each. */

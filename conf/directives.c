@@ -72,6 +72,12 @@ const struct conf_directive conf_directives[] = {
      .help = "retries and hedges may add at most this percent of the requests of the last "
              "10 seconds (and 10 at least), so that failing requests cannot multiply the load "
              "on the servers that still answer"},
+    {.name = "tls_ticket_keys", .ctx = CTX_MAIN, .kind = KIND_PATH, .flags = F_ABSOLUTE,
+     CONF_AT(struct conf, tls_ticket_keys), CONF_LOC(struct conf, tls_ticket_keys_at),
+     .def_doc = "keys derived from a per-process secret, rotated hourly",
+     .help = "TLS session ticket keys shared by a fleet, so that a ticket one gateway issued "
+             "resumes on another: one key per line, 160 hex digits (openssl rand -hex 80), "
+             "the first encrypts, all decrypt; re-read at reload"},
     {.name = "affinity", .ctx = CTX_MAIN, .kind = KIND_OPTIONS, .args = "OPTION VALUE ...",
      .help = "the in-memory affinity store, used without a redis block"},
     {.name = "size", .parent = "affinity", .ctx = CTX_MAIN, .kind = KIND_INT, .min = 1,

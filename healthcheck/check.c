@@ -15,6 +15,7 @@
 #include "healthcheck/check.h"
 #include "base/alloc.h"
 #include "healthcheck/datacenter.h"
+#include "healthcheck/view.h"
 #include "proto/http.h"
 #include "base/counters.h"
 #include "base/log.h"
@@ -50,9 +51,8 @@ struct check {
 };
 
 static SSL_CTX *tls_ctx;
-static unsigned long total;
 
-unsigned long check_total(void) { return total; }
+unsigned long check_total(void) { return view_checks_total(); }
 
 static const struct conf_check *check_of(const struct check *h) { return &h->srv->dc->cd->check; }
 
@@ -92,7 +92,7 @@ static void finish(struct check *h, bool ok, bool keep, const char *why)
     } else {
         drop_conn(h);
     }
-    total++;
+    view_count_check();
     if (!ok)
         log_debug("check of %s (%s) failed: %s", h->srv->name, h->srv->dc->name, why);
     schedule_next(h);

@@ -10,7 +10,7 @@ struct check;
 
 struct check *check_start(struct ev_loop *loop, struct srv *s);
 void check_stop(struct check *h);
-/* Checks performed since start, for tests and stats. */
+/* Checks performed since start by the machine (its checker), for stats. */
 unsigned long check_total(void);
 
 #endif

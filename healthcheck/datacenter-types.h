@@ -19,8 +19,13 @@ struct stats_dc_row;
 /* Why a server changed state: logged and shown in stats. */
 enum srv_reason {
     SRV_R_START, SRV_R_CHECK_OK, SRV_R_CHECK_FAIL, SRV_R_REFUSED, SRV_R_RESET,
-    SRV_R_TIMEOUT, SRV_R_PASSIVE_EXPIRED, SRV_R_RELOAD, SRV_R_OUTLIER, SRV_R_EJECTION_OVER
+    SRV_R_TIMEOUT, SRV_R_PASSIVE_EXPIRED, SRV_R_RELOAD, SRV_R_OUTLIER, SRV_R_EJECTION_OVER,
+    SRV_R_ADMIN_DOWN, SRV_R_ADMIN_READY
 };
+
+/* What an operator said of a datacenter or a server (healthcheck/admin.h);
+ * the numbers are those of the control API's enum ctl_state. */
+enum admin_state { ADMIN_READY, ADMIN_DRAIN, ADMIN_DOWN };
 
 struct srv {
     int refs;                   /* the datacenter holds one, each connection one */
@@ -28,8 +33,9 @@ struct srv {
     const struct conf_server *cs;
     struct net_addr addr;
     char name[64];              /* "ip:port" */
-    int weight;
+    int weight;                 /* the configured one, or the operator's (0: drain) */
     int cur_weight;             /* smooth weighted round-robin state */
+    uint8_t admin;              /* enum admin_state: its own, or down with its datacenter */
     bool up;
     int reason;                 /* enum srv_reason of the last transition */
     int good, bad;              /* consecutive check results (rise/fall) */
@@ -46,6 +52,8 @@ struct srv {
     struct dlist inflight;      /* attempts connecting to it or carrying an exchange */
     int nidle;
     struct stats_srv_row *st;   /* traffic counters */
+    int view_row;               /* its row in the machine's health view, -1 none */
+    uint32_t view_seq;          /* the row's version last applied */
 };
 
 struct dc {
@@ -55,6 +63,11 @@ struct dc {
     bool healthy;
     bool live;                  /* its generation is current: checks run, changes are told */
     bool leader;                /* nearest of its priority tier, with hysteresis */
+    uint8_t admin;              /* enum admin_state: drain avoids it for new sessions */
+    bool drained;               /* drained for drain_timeout: pinned sessions leave too */
+    struct dlist live_link;     /* in dc_live while its generation is current */
+    int view_row;               /* its row in the machine's health view, -1 none */
+    uint32_t view_seq;          /* the row's version last applied */
     int nup;
     double rtt_ms;              /* EWMA over all its servers' checks, < 0 unknown */
     struct srv **srvs;

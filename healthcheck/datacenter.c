@@ -7,6 +7,8 @@
  * datacenter without checks, comes back on probation after `passive timeout`.
  * A datacenter is healthy while at least `min_servers` of its servers are up. */
 #include "healthcheck/datacenter.h"
+#include "healthcheck/admin.h"
+#include "healthcheck/view.h"
 #include "base/tls.h"
 #include "base/alloc.h"
 #include "healthcheck/check.h"
@@ -21,6 +23,7 @@
 #define RTT_ALPHA 0.3
 
 struct dc_events dc_events;
+struct dlist dc_live = {&dc_live, &dc_live};
 
 static struct ev_loop *dc_loop;
 
@@ -30,7 +33,8 @@ static const char *const reason_names[] = {
     [SRV_R_RESET] = "connection reset", [SRV_R_TIMEOUT] = "timeout",
     [SRV_R_PASSIVE_EXPIRED] = "passive down time over", [SRV_R_RELOAD] = "reload",
     [SRV_R_OUTLIER] = "ejected: consecutive 5xx answers",
-    [SRV_R_EJECTION_OVER] = "ejection over",
+    [SRV_R_EJECTION_OVER] = "ejection over", [SRV_R_ADMIN_DOWN] = "operator: down",
+    [SRV_R_ADMIN_READY] = "operator: ready",
 };
 
 const char *srv_reason_name(int reason) { return reason_names[reason]; }
@@ -46,11 +50,15 @@ struct dc *dc_create(const struct conf_dc *cd, int idx)
     dc->rtt_ms = -1;
     dc->changed_at = ev_now(dc_loop);
     dc->st = stats_dc(dc->name);
+    dlist_init(&dc->live_link);
+    view_adopt_dc(dc);
+    admin_apply_dc(dc);
     return dc;
 }
 
 void dc_destroy(struct dc *dc)
 {
+    dlist_del(&dc->live_link);
     while (dc->nsrvs > 0)
         dc_remove_server(dc, dc->srvs[dc->nsrvs - 1]);
     for (int i = 0; dc->tls && i < dc->cd->nservers; i++)
@@ -80,6 +88,7 @@ struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const str
     dlist_init(&s->inflight);
     net_addr_str(a, s->name, sizeof(s->name));
     s->st = stats_srv(dc->name, s->name);
+    s->view_row = -1;
     ev_timer_init(&s->passive_tm, on_passive_timer, 0, 0);
     s->passive_tm.data = s;
     if (dc->nsrvs == dc->cap) {
@@ -88,7 +97,9 @@ struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const str
         dc->srvs = n;
     }
     dc->srvs[dc->nsrvs++] = s;
-    if (dc->live && dc->cd->check.type != CHECK_NONE)
+    view_adopt_srv(s);
+    admin_apply_srv(s);
+    if (dc->live && dc->cd->check.type != CHECK_NONE && view_checker())
         s->hc = check_start(dc_loop, s);
     dc_recompute(dc);
     return s;
@@ -147,9 +158,10 @@ void dc_recompute(struct dc *dc)
     dc->changed_at = ev_now(dc_loop);
     if (!dc->live)
         return;
-    if (healthy)
+    /* A change applied from another process was logged there. */
+    if (healthy && !view_applying())
         log_info("datacenter %s is up (%d of %d servers up)", dc->name, nup, dc->nsrvs);
-    else
+    else if (!healthy && !view_applying())
         log_warn("datacenter %s is down (%d of %d servers up, %d needed)", dc->name, nup,
                  dc->nsrvs, dc->cd->min_servers);
     if (dc_events.health)
@@ -165,20 +177,24 @@ static void start_passive_timer(struct srv *s)
 void dc_activate(struct dc *dc)
 {
     dc->live = true;
+    dlist_del(&dc->live_link);
+    dlist_add_tail(&dc_live, &dc->live_link);
     for (int i = 0; i < dc->nsrvs; i++) {
         struct srv *s = dc->srvs[i];
-        if (dc->cd->check.type != CHECK_NONE)
+        if (srv_checked(s) && view_checker())
             s->hc = check_start(dc_loop, s);
-        else if (!s->up)
+        else if (!srv_checked(s) && !s->up)
             start_passive_timer(s);
     }
     log_debug("datacenter %s: %d of %d servers up, %s", dc->name, dc->nup, dc->nsrvs,
               dc->healthy ? "healthy" : "not healthy");
+    admin_watch(dc);
 }
 
 void dc_retire(struct dc *dc)
 {
     dc->live = false;
+    dlist_del(&dc->live_link);
     for (int i = 0; i < dc->nsrvs; i++) {
         struct srv *s = dc->srvs[i];
         if (s->hc) {
@@ -193,7 +209,8 @@ void dc_retire(struct dc *dc)
 
 void srv_set_up(struct srv *s, bool up, int reason)
 {
-    if (s->up == up)
+    /* What an operator took down stays down, whatever checks say. */
+    if (s->up == up || (up && s->admin == ADMIN_DOWN))
         return;
     s->up = up;
     s->reason = reason;
@@ -202,13 +219,40 @@ void srv_set_up(struct srv *s, bool up, int reason)
         s->passive_fails = 0;
     if (!s->dc)
         return;
-    if (s->dc->live && up)
+    bool quiet = !view_publish_srv(s) || !s->dc->live;
+    if (!quiet && up)
         log_info("server %s of %s is up (%s)", s->name, s->dc->name, reason_names[reason]);
-    else if (s->dc->live)
+    else if (!quiet)
         log_warn("server %s of %s is down (%s)", s->name, s->dc->name, reason_names[reason]);
     dc_recompute(s->dc);
     if (!up && s->dc && s->dc->live && dc_events.server_down)
         dc_events.server_down(s);
+}
+
+bool srv_checked(const struct srv *s) { return s->dc && s->dc->cd->check.type != CHECK_NONE; }
+
+/* Only the process that checks knows how the checks went; the others hear
+ * of it through the machine's view. */
+void srv_admin_release(struct srv *s)
+{
+    if (!s->dc)
+        return;
+    if (!srv_checked(s) || (view_checker() && s->good >= s->dc->cd->check.rise))
+        srv_set_up(s, true, SRV_R_ADMIN_READY);
+}
+
+void srv_marked_elsewhere(struct srv *s)
+{
+    if (srv_checked(s) || !s->dc->live || ev_is_active(&s->passive_tm))
+        return;
+    if (s->reason == SRV_R_OUTLIER) {
+        double left = s->ejected_until - ev_now(dc_loop);
+        ev_timer_set(&s->passive_tm, left > 0.001 ? left : 0.001, 0);
+        ev_timer_start(dc_loop, &s->passive_tm);
+    } else if (s->reason == SRV_R_REFUSED || s->reason == SRV_R_RESET ||
+               s->reason == SRV_R_TIMEOUT) {
+        start_passive_timer(s);
+    }
 }
 
 /* The passive down time, or an ejection, is over. An ejected server that
@@ -218,7 +262,7 @@ static void on_passive_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop, (void)revents;
     struct srv *s = w->data;
     bool ejected = s->reason == SRV_R_OUTLIER;
-    if (ejected && s->hc && s->good < s->dc->cd->check.rise)
+    if (ejected && srv_checked(s) && (!view_checker() || s->good < s->dc->cd->check.rise))
         return;
     srv_set_up(s, true, ejected ? SRV_R_EJECTION_OVER : SRV_R_PASSIVE_EXPIRED);
 }
@@ -238,7 +282,7 @@ void srv_traffic_failed(struct srv *s, enum dc_fail kind)
     int reason = kind == DC_FAIL_REFUSED ? SRV_R_REFUSED
                  : kind == DC_FAIL_RESET ? SRV_R_RESET : SRV_R_TIMEOUT;
     srv_set_up(s, false, reason);
-    if (!s->hc && s->dc->live)
+    if (!srv_checked(s) && s->dc->live)
         start_passive_timer(s);
 }
 
@@ -297,6 +341,8 @@ void srv_check_result(struct srv *s, bool ok, double rtt_ms)
     if (ok) {
         s->rtt_ms = ewma(s->rtt_ms, rtt_ms);
         s->dc->rtt_ms = ewma(s->dc->rtt_ms, rtt_ms);
+        view_publish_srv(s);
+        view_publish_dc(s->dc);
         if (dc_events.rtt)
             dc_events.rtt(s->dc);
         s->bad = 0;
@@ -317,7 +363,9 @@ void srv_inherit(struct srv *s, const struct srv *old)
     s->bad = old->bad;
     s->passive_fails = old->passive_fails;
     s->rtt_ms = old->rtt_ms;
-    if (!s->up && !s->hc && s->dc->live)
+    if (s->admin == ADMIN_DOWN)
+        s->up = false;
+    if (!s->up && !srv_checked(s) && s->dc->live)
         start_passive_timer(s);
 }
 

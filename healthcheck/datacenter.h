@@ -25,6 +25,9 @@ struct dc_events {
 };
 extern struct dc_events dc_events;
 
+/* The datacenters of the current generation (struct dc's live_link). */
+extern struct dlist dc_live;
+
 void dc_module_init(struct ev_loop *loop);
 struct dc *dc_create(const struct conf_dc *cd, int idx);
 /* Removes every server and frees the datacenter. */
@@ -37,6 +40,17 @@ static inline void srv_ref(struct srv *s) { s->refs++; }
 void srv_unref(struct srv *s);
 
 void srv_set_up(struct srv *s, bool up, int reason);
+/* Whether active checks watch S (in this process or in the machine's
+ * checker, healthcheck/view.h). */
+bool srv_checked(const struct srv *s);
+/* An operator no longer keeps S down: it comes up now when nothing says
+ * otherwise (no active check, or its checks have been passing), else once
+ * its checks pass. */
+void srv_admin_release(struct srv *s);
+/* Another process of the machine marked S down (healthcheck/view.h): without
+ * active checks, this one brings it back on its own timer as that one would
+ * (so that it comes back even if that one is gone). */
+void srv_marked_elsewhere(struct srv *s);
 /* Traffic outcomes (passive health). */
 void srv_traffic_failed(struct srv *s, enum dc_fail kind);
 void srv_traffic_ok(struct srv *s);

@@ -5,6 +5,7 @@
 #include "healthcheck/server_dns.h"
 #include "base/alloc.h"
 #include "healthcheck/datacenter.h"
+#include "healthcheck/view.h"
 #include "base/log.h"
 
 #include <ares.h>
@@ -29,6 +30,7 @@ struct dns_name {
     bool busy;                  /* a query is in flight */
     bool dead;                  /* unwatched while busy: freed by the callback */
     bool failing;
+    uint32_t view_seq;          /* not the checker: the view's addresses last applied */
 };
 
 static struct ev_loop *dns_loop;
@@ -37,9 +39,8 @@ static bool ready;
 static struct dns_sock *socks;
 static ev_timer ares_tm;
 static struct dlist names = {&names, &names};
-static unsigned long queries;
 
-unsigned long dns_queries_total(void) { return queries; }
+unsigned long dns_queries_total(void) { return view_dns_queries_total(); }
 
 static void rearm_timeout(void)
 {
@@ -197,6 +198,7 @@ static void on_resolved(void *arg, int status, int timeouts, struct ares_addrinf
     }
     ares_freeaddrinfo(res);
     sync_servers(n, addrs, count);
+    view_publish_names(n->dc->name, n->cs->spec, addrs, count);
     double next = cd->resolve_interval;
     if (ttl >= 1 && ttl < next)
         next = ttl;
@@ -213,10 +215,12 @@ static void on_name_timer(struct ev_loop *loop, ev_timer *w, int revents)
     snprintf(port, sizeof(port), "%u", n->cs->port);
     struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     n->busy = true;
-    queries++;
+    view_count_dns_query();
     ares_getaddrinfo(channel, n->cs->host, port, &hints, on_resolved, n);
     rearm_timeout();
 }
+
+static void apply_shared(struct dns_name *n);
 
 void dns_watch(struct dc *dc, const struct conf_server *cs, const struct dc *old)
 {
@@ -233,7 +237,28 @@ void dns_watch(struct dc *dc, const struct conf_server *cs, const struct dc *old
             srv_inherit(s, os);
         }
     }
-    schedule(n, 0);
+    if (view_checker())
+        schedule(n, 0);
+    else
+        apply_shared(n);
+}
+
+/* Not the checker: the servers of N are what the checker resolved. */
+static void apply_shared(struct dns_name *n)
+{
+    struct net_addr addrs[VIEW_MAX_ADDRS];
+    uint32_t seq;
+    int count = view_names(n->dc->name, n->cs->spec, addrs, &seq);
+    if (count < 0 || seq == n->view_seq)
+        return;
+    n->view_seq = seq;
+    sync_servers(n, addrs, count);
+}
+
+void dns_apply_shared(void)
+{
+    for (struct dlist *l = names.next; l != &names; l = l->next)
+        apply_shared(container_of(l, struct dns_name, link));
 }
 
 void dns_unwatch(struct dc *dc)
@@ -296,7 +321,7 @@ void dns_lookup(const char *host, uint16_t port, dns_cb cb, void *ctx)
     struct lookup *l = eg_malloc(sizeof(*l));
     *l = (struct lookup){.cb = cb, .ctx = ctx, .port = port};
     struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    queries++;
+    view_count_dns_query();
     ares_getaddrinfo(channel, host, NULL, &hints, on_lookup, l);
     rearm_timeout();
 }

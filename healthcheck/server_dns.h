@@ -11,6 +11,10 @@ int dns_init(struct ev_loop *loop, char *err, size_t errlen);
  * previous generation) got from the same name are carried over at once. */
 void dns_watch(struct dc *dc, const struct conf_server *cs, const struct dc *old);
 void dns_unwatch(struct dc *dc);
+/* Not the machine's checker (healthcheck/view.h): names are not resolved
+ * here; their servers follow what the checker resolved. Called when the
+ * view changed. */
+void dns_apply_shared(void);
 unsigned long dns_queries_total(void);
 
 /* One lookup: CB gets the first address of HOST (numeric or name), with

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds build/edgegate_VERSION_ARCH.deb from `make install` into a staging
 # tree, with dpkg-deb (no debhelper needed). What debhelper would add is done
-# here by hand: stripped binary (its debug information kept next to the
+# here by hand: stripped binaries (their debug information kept next to the
 # package), compressed man page and changelog, copyright, maintainer scripts
 # (packaging/debian/), lintian overrides, conffiles.
 #
@@ -31,10 +31,14 @@ rm -rf "$stage"
 make install DESTDIR="$PWD/$stage" PREFIX=/usr >/dev/null
 
 # Stripped as dh_strip does; the debug information stays in build/.
-objcopy --only-keep-debug "$stage/usr/sbin/edgegate" "${out%.deb}.debug"
-strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/edgegate"
-objcopy --add-gnu-debuglink="${out%.deb}.debug" "$stage/usr/sbin/edgegate"
+for bin in edgegate edgegatectl; do
+    debug=build/${bin}_${version}_${arch}.debug
+    objcopy --only-keep-debug "$stage/usr/sbin/$bin" "$debug"
+    strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/$bin"
+    objcopy --add-gnu-debuglink="$debug" "$stage/usr/sbin/$bin"
+done
 gzip -9n "$stage/usr/share/man/man8/edgegate.8"
+gzip -9n "$stage/usr/share/man/man8/edgegatectl.8"
 gzip -9n "$stage/usr/share/man/man5/edgegate.conf.5"
 
 # README.md's links point into docs/: the same layout under the doc folder.

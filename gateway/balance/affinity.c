@@ -214,11 +214,22 @@ static struct dc *dc_by_name(const struct gen *g, const struct conf_listener *cl
     return NULL;
 }
 
+/* A datacenter a session may stay in (or return to): healthy, and not one
+ * an operator has drained for longer than its drain_timeout. */
 static struct dc *healthy_by_name(const struct gen *g, const struct conf_listener *cl,
                                   const char *name)
 {
     struct dc *dc = name[0] ? dc_by_name(g, cl, name) : NULL;
-    return dc && dc->healthy ? dc : NULL;
+    return dc && dc->healthy && !dc->drained ? dc : NULL;
+}
+
+/* `affinity strict`: the session's datacenter whatever its health, unless
+ * an operator drained it. */
+static struct dc *pinned_by_name(const struct gen *g, const struct conf_listener *cl,
+                                 const char *name)
+{
+    struct dc *dc = dc_by_name(g, cl, name);
+    return dc && !dc->drained ? dc : NULL;
 }
 
 static bool strict(const struct conf_listener *cl) { return cl->pin == PIN_STRICT; }
@@ -243,7 +254,7 @@ static struct dc *usable(const struct affinity_ent *e, const struct gen *g,
                          const struct conf_listener *cl)
 {
     if (strict(cl))
-        return dc_by_name(g, cl, e->dc);
+        return pinned_by_name(g, cl, e->dc);
     if (due_home(e, g, cl))
         return NULL;
     return healthy_by_name(g, cl, e->dc);
@@ -254,8 +265,9 @@ static struct dc *usable(const struct affinity_ent *e, const struct gen *g,
 static struct dc *settle(struct affinity_ent *e, const struct gen *g, const struct conf_listener *cl,
                          struct dc *nearest)
 {
-    if (strict(cl))
-        return dc_by_name(g, cl, e->dc);
+    struct dc *pinned = strict(cl) ? pinned_by_name(g, cl, e->dc) : NULL;
+    if (pinned)
+        return pinned;
     struct dc *home = due_home(e, g, cl);
     if (home) {
         counters->failbacks_total++;
@@ -431,7 +443,7 @@ static bool call_script(struct affinity_req *r, const struct gen *g, const struc
         const struct dc *dc = g->dcs[cl->dcs[i]];
         /* Strict sessions stay where they are: to the script, every
          * datacenter is one they may stay in. */
-        if ((dc->healthy || strict(cl)) && dc != exclude) {
+        if ((dc->healthy || strict(cl)) && dc != exclude && !dc->drained) {
             argv[n] = dc->name;
             argl[n++] = strlen(dc->name);
         }
@@ -565,3 +577,33 @@ void affinity_configure(const struct conf *c)
 }
 
 size_t affinity_count(void) { return count; }
+
+/* ---- operators ---- */
+
+bool affinity_peek(const char *key, size_t len, struct affinity_answer *a, double *ttl_s)
+{
+    struct affinity_ent *e = lookup(key, len);
+    if (!e)
+        return false;
+    set_name(a->dc, e->dc);
+    set_name(a->home, e->home);
+    a->outcome = AFFINITY_HIT;
+    *ttl_s = e->expires - ev_now(affinity_loop);
+    return true;
+}
+
+void affinity_place(const char *key, size_t len, const char *dc)
+{
+    struct affinity_ent *e = entry_for(key, len);
+    set_name(e->dc, dc);
+    e->home[0] = '\0';
+    e->expires = ev_now(affinity_loop) + cfg.ttl;
+    e->fresh_until = cfg.redis ? ev_now(affinity_loop) + cfg.cache_ttl : 0;
+}
+
+void affinity_forget(const char *key, size_t len)
+{
+    struct affinity_ent *e = table_find(key, len);
+    if (e)
+        table_remove(e);
+}

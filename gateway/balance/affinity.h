@@ -58,4 +58,11 @@ bool affinity_parse_reply(const redisReply *r, struct affinity_answer *a);
 void affinity_init(struct ev_loop *loop);
 size_t affinity_count(void);
 
+/* Operators (the control API): the local table's entry for KEY (the store
+ * without Redis, the cache with it), with the seconds it has left; a
+ * session placed in DC by hand (its home forgotten); a session forgotten. */
+bool affinity_peek(const char *key, size_t len, struct affinity_answer *a, double *ttl_s);
+void affinity_place(const char *key, size_t len, const char *dc);
+void affinity_forget(const char *key, size_t len);
+
 #endif

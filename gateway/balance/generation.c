@@ -74,6 +74,19 @@ static struct tls_lsn *listener_tls(const struct conf_listener *cl, struct conf_
     return t;
 }
 
+/* The fleet's ticket keys, NULL with the problem in ERRS. */
+static struct tls_ticket_keys *ticket_keys(const struct conf *c, struct conf_errs *errs,
+                                           bool *unreadable)
+{
+    char err[EG_ERRLEN * 2];
+    struct tls_ticket_keys *k = tls_ticket_keys_load(c->tls_ticket_keys, err, sizeof(err),
+                                                     unreadable);
+    if (!k)
+        conf_errs_add(errs, c->tls_ticket_keys_at.file, c->tls_ticket_keys_at.line,
+                      "\"tls_ticket_keys\": %s", err);
+    return k;
+}
+
 /* TLS towards the servers of DC, one context per `server` line with tls. */
 static bool dc_tls(struct dc *dc, struct conf_errs *errs)
 {
@@ -107,6 +120,8 @@ struct gen *gen_create(struct conf *c, struct gen *prev, struct conf_errs *errs,
     for (int i = 0; i < c->nlsns; i++)
         if (c->lsns[i].ncerts && !(g->tls[i] = listener_tls(&c->lsns[i], errs, unreadable)))
             ok = false;
+    if (c->tls_ticket_keys && !(g->tkeys = ticket_keys(c, errs, unreadable)))
+        ok = false;
     for (int i = 0; i < c->ndcs; i++) {
         g->dcs[i] = dc_create(&c->dcs[i], i);
         if (!dc_tls(g->dcs[i], errs))
@@ -125,6 +140,7 @@ struct gen *gen_create(struct conf *c, struct gen *prev, struct conf_errs *errs,
 
 void gen_activate(struct gen *g)
 {
+    tls_ticket_keys_use(g->tkeys);
     for (int i = 0; i < g->ndcs; i++)
         dc_activate(g->dcs[i]);
 }
@@ -148,6 +164,7 @@ void gen_unref(struct gen *g)
     for (int i = 0; i < g->conf->nlsns; i++)
         tls_lsn_free(g->tls[i]);
     free(g->tls);
+    tls_ticket_keys_free(g->tkeys);
     free(g->lst);
     free(g->dcs);
     conf_free(g->conf);
@@ -157,6 +174,8 @@ void gen_unref(struct gen *g)
 int gen_check_tls(const struct conf *c, struct conf_errs *errs, bool *unreadable)
 {
     int before = errs->count;
+    if (c->tls_ticket_keys)
+        tls_ticket_keys_free(ticket_keys(c, errs, unreadable));
     for (int i = 0; i < c->nlsns; i++)
         if (c->lsns[i].ncerts)
             tls_lsn_free(listener_tls(&c->lsns[i], errs, unreadable));

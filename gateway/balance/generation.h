@@ -28,6 +28,7 @@ struct gen {
     int ndcs;
     struct tls_lsn **tls;       /* per conf listener, NULL without tls */
     struct stats_lsn_row **lst; /* per conf listener: its counters */
+    struct tls_ticket_keys *tkeys; /* tls_ticket_keys, NULL without */
 };
 
 struct gw {

@@ -10,7 +10,15 @@
  * order with their deadlines and one timer watches the oldest: an answer
  * slower than `timeout` counts as Redis being down. The connection is then
  * dropped, which hands a NULL reply to every command in flight: their callers
- * fall back at once instead of waiting. */
+ * fall back at once instead of waiting.
+ *
+ * A subscription (redis_subscribe) takes a third connection, to the same
+ * primary, opened once the data connection is ready: a subscribed
+ * connection can send no other command. Its troubles never touch the data
+ * connection (a Redis whose ACL forbids SUBSCRIBE still keeps affinity): it
+ * is opened again a second later. Its owner is told (on_resync) when the
+ * data connection is ready and again when the subscription starts, to
+ * re-read what it may have missed. */
 #include "gateway/balance/redis.h"
 #include "base/alloc.h"
 #include "base/log.h"
@@ -27,6 +35,7 @@
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
 #define CONNECT_TIMEOUT 1.0
+#define SUB_RETRY 1.0
 
 enum redis_state { RS_OFF, RS_WAIT, RS_SENTINEL, RS_CONNECTING, RS_HANDSHAKE, RS_READY };
 
@@ -56,6 +65,14 @@ static struct {
     unsigned attempt;           /* tells stale DNS answers from current ones */
     redisAsyncContext *ac;      /* data connection */
     redisAsyncContext *sac;     /* sentinel connection (discovery, then +switch-master) */
+    redisAsyncContext *pac;     /* subscriber connection */
+    bool subscribed;            /* pac's subscription is confirmed */
+    bool sub_failing;           /* its failures are logged once until it works */
+    ev_timer sub_tm;            /* pac's connect timeout, then the wait to retry */
+    struct net_addr addr;       /* of the primary */
+    char channel[160];
+    redis_msg_cb on_message;
+    void (*on_resync)(void);
     int sentinel_idx;
     char server[64];
     ev_timer retry_tm, conn_tm, cmd_tm;
@@ -254,6 +271,28 @@ redisReplyObjectFunctions *redis_reply_functions(void)
 
 /* ---- connection ---- */
 
+static void close_sub(void)
+{
+    redisAsyncContext *pac = R.pac;
+    R.pac = NULL;
+    R.subscribed = false;
+    ev_timer_stop(R.loop, &R.sub_tm);
+    if (pac)
+        redisAsyncFree(pac);
+}
+
+static void sub_retry_later(const char *why)
+{
+    if (R.sub_failing)
+        log_debug("redis: subscription to %s: %s", R.channel, why);
+    else
+        log_warn("redis: subscription to %s: %s (trying again every second)", R.channel, why);
+    R.sub_failing = true;
+    close_sub();
+    ev_timer_set(&R.sub_tm, jitter(SUB_RETRY), 0);
+    ev_timer_start(R.loop, &R.sub_tm);
+}
+
 /* Forgets the connections now; hiredis hands NULL replies to everything in
  * flight (from inside redisAsyncFree, or deferred when called from one of
  * its callbacks). */
@@ -263,6 +302,7 @@ static void drop(const char *why)
         return;
     redisAsyncContext *ac = R.ac, *sac = R.sac;
     R.ac = R.sac = NULL;
+    close_sub();
     ev_timer_stop(R.loop, &R.conn_tm);
     if (R.state == RS_READY)
         log_warn("redis: dropping the connection to %s (%s)", R.server, why);
@@ -291,6 +331,12 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     (void)status;
+    if (ac == R.pac) {
+        R.pac = NULL;
+        if (R.state == RS_READY)
+            sub_retry_later("connection lost");
+        return;
+    }
     if (ac == R.sac) {
         R.sac = NULL; /* losing the sentinel only costs fast failover notice */
         return;
@@ -335,6 +381,8 @@ static bool reply_ok(const redisReply *r, const char *what)
     return true;
 }
 
+static void open_sub(void);
+
 /* Every handshake answer, PING's last. */
 static void on_handshake_step(void *ctx, const redisReply *r)
 {
@@ -355,6 +403,11 @@ static void on_handshake_step(void *ctx, const redisReply *r)
     if (strcmp(what, "PING") == 0) {
         ev_timer_stop(R.loop, &R.conn_tm);
         set_state(RS_READY);
+        if (R.channel[0]) {
+            open_sub();
+            if (R.on_resync)
+                R.on_resync();
+        }
     }
 }
 
@@ -423,6 +476,7 @@ static redisAsyncContext *open_conn(const struct net_addr *a, redisConnectCallba
 
 static void connect_to(const struct net_addr *a)
 {
+    R.addr = *a;
     net_addr_str(a, R.server, sizeof(R.server));
     char why[128];
     R.ac = open_conn(a, on_connect, why, sizeof(why));
@@ -444,6 +498,93 @@ static void on_primary_resolved(void *ctx, const struct net_addr *a)
         return;
     }
     connect_to(a);
+}
+
+/* ---- subscription ---- */
+
+/* Confirmations ("subscribe") and messages; any other answer (an error:
+ * NOAUTH, NOPERM, a proxy that does not do pub/sub) closes the subscriber
+ * connection, to be opened again later. */
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    const redisReply *r = reply;
+    if (ac != R.pac || !r)
+        return;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        const char *kind = r->element[0]->str;
+        if (strcmp(kind, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
+            if (R.on_message)
+                R.on_message(r->element[2]->str, r->element[2]->len);
+            return;
+        }
+        if (strcmp(kind, "subscribe") == 0) {
+            log_debug("redis: subscribed to %s", R.channel);
+            R.subscribed = true;
+            R.sub_failing = false;
+            if (R.on_resync)
+                R.on_resync();
+            return;
+        }
+    }
+    if (r->type == REDIS_REPLY_STATUS) /* AUTH's +OK */
+        return;
+    R.errors++;
+    sub_retry_later(r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+}
+
+static void on_sub_connect(const redisAsyncContext *ac, int status)
+{
+    if (ac != R.pac)
+        return;
+    ev_timer_stop(R.loop, &R.sub_tm);
+    if (status != REDIS_OK) {
+        R.pac = NULL; /* hiredis frees it after this callback */
+        sub_retry_later(ac->errstr);
+        return;
+    }
+    if (R.cfg.password[0])
+        redisAsyncCommand(R.pac, on_sub_reply, NULL, "AUTH %s", R.cfg.password);
+    redisAsyncCommand(R.pac, on_sub_reply, NULL, "SUBSCRIBE %s", R.channel);
+}
+
+static void open_sub(void)
+{
+    char why[128];
+    close_sub();
+    R.pac = open_conn(&R.addr, on_sub_connect, why, sizeof(why));
+    /* open_conn armed the data connection's timer: this one has its own. */
+    ev_timer_stop(R.loop, &R.conn_tm);
+    if (!R.pac) {
+        sub_retry_later(why);
+        return;
+    }
+    ev_timer_set(&R.sub_tm, CONNECT_TIMEOUT, 0);
+    ev_timer_start(R.loop, &R.sub_tm);
+}
+
+/* The subscriber's connect timeout, or the wait before trying again. */
+static void on_sub_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)w, (void)revents;
+    if (R.pac)
+        sub_retry_later("connect timeout");
+    else if (R.state == RS_READY && R.channel[0])
+        open_sub();
+}
+
+bool redis_subscribed(void) { return R.state == RS_READY && R.subscribed; }
+
+void redis_subscribe(const char *channel, redis_msg_cb on_message, void (*on_resync)(void))
+{
+    R.on_message = on_message;
+    R.on_resync = on_resync;
+    if (strcmp(R.channel, channel) == 0)
+        return;
+    snprintf(R.channel, sizeof(R.channel), "%s", channel);
+    if (R.state == RS_READY)
+        open_sub();
 }
 
 /* ---- Sentinel ---- */
@@ -481,6 +622,7 @@ static void on_switch_master(redisAsyncContext *ac, void *reply, void *priv)
         return;
     redisAsyncContext *old = R.ac;
     R.ac = NULL;
+    close_sub();
     if (old)
         redisAsyncFree(old);
     R.backoff = BACKOFF_MIN;
@@ -560,6 +702,7 @@ void redis_init(struct ev_loop *loop)
     ev_timer_init(&R.retry_tm, on_retry, 0, 0);
     ev_timer_init(&R.conn_tm, on_connect_timeout, 0, 0);
     ev_timer_init(&R.cmd_tm, on_cmd_timeout, 0, 0);
+    ev_timer_init(&R.sub_tm, on_sub_timer, 0, 0);
     R.backoff = BACKOFF_MIN;
 }
 

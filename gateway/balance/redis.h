@@ -31,6 +31,15 @@ void redis_set_script(const char *script);
 struct redis_req *redis_script(const char *script, int nkeys, int argc, const char **argv,
                            const size_t *argvlen, redis_cb cb, void *ctx);
 
+/* Subscribes to CHANNEL (replacing any previous one): ON_MESSAGE gets each
+ * message. ON_RESYNC is called when a (new) connection is ready and again
+ * when its subscription starts: what was published while nobody listened
+ * is then to be re-read. */
+typedef void (*redis_msg_cb)(const char *msg, size_t len);
+void redis_subscribe(const char *channel, redis_msg_cb on_message, void (*on_resync)(void));
+/* Connected, and the subscription confirmed. */
+bool redis_subscribed(void);
+
 /* hiredis' reply constructors, with arrays limited to a size no answer of
  * ours comes near: a reply announcing a billion elements is a protocol error,
  * not an attempt to allocate them. Used on every connection (and by the

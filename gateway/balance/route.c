@@ -48,19 +48,28 @@ static bool nearer(const struct dc *a, const struct dc *b)
     return a->idx < b->idx;
 }
 
-static struct dc *nearest(const struct gen *g, const struct conf_listener *cl,
-                          const struct route *r)
+static struct dc *nearest_of(const struct gen *g, const struct conf_listener *cl,
+                             const struct route *r, bool drained_too)
 {
     struct dc *best = NULL;
     for (int i = 0; i < cl->ndcs; i++) {
         struct dc *dc = g->dcs[cl->dcs[i]];
-        if (!dc->healthy || dc_excluded(r, dc))
+        if (!dc->healthy || dc_excluded(r, dc) || (!drained_too && dc->admin == ADMIN_DRAIN))
             continue;
         if (!best || dc->cd->priority < best->cd->priority ||
             (dc->cd->priority == best->cd->priority && nearer(dc, best)))
             best = dc;
     }
     return best;
+}
+
+/* A datacenter an operator drains takes no new session while another one
+ * can: when all are drained, serving beats refusing. */
+static struct dc *nearest(const struct gen *g, const struct conf_listener *cl,
+                          const struct route *r)
+{
+    struct dc *dc = nearest_of(g, cl, r, false);
+    return dc ? dc : nearest_of(g, cl, r, true);
 }
 
 struct dc *route_nearest(const struct gen *g, const struct conf_listener *cl)
@@ -110,9 +119,11 @@ static double route_key_share(const char *key, size_t len)
     return (double)(hrw_score(key, len, "spill") >> 11) / (double)(1ULL << 53);
 }
 
+/* A datacenter an operator drains takes no session back. */
 bool route_takes_back(const struct dc *dc, const char *key, size_t len, double now)
 {
-    return dc->healthy && route_key_share(key, len) >= route_giveaway(dc, now);
+    return dc->healthy && dc->admin != ADMIN_DRAIN &&
+           route_key_share(key, len) >= route_giveaway(dc, now);
 }
 
 struct dc *route_new_session(const struct gen *g, const struct conf_listener *cl,
@@ -163,7 +174,8 @@ struct dc *route_hrw(const struct gen *g, const struct conf_listener *cl, const 
     uint64_t best_score = 0;
     for (int i = 0; i < cl->ndcs; i++) {
         struct dc *dc = g->dcs[cl->dcs[i]];
-        if (!dc->healthy || dc->cd->priority != first->cd->priority)
+        if (!dc->healthy || dc->cd->priority != first->cd->priority ||
+            (dc->admin == ADMIN_DRAIN && first->admin != ADMIN_DRAIN))
             continue;
         uint64_t sc = hrw_score(key, len, dc->name);
         if (!best || sc > best_score) {
@@ -184,8 +196,9 @@ static bool srv_tried(const struct route *r, const struct srv *s)
 
 /* Smooth weighted round-robin (as nginx): every candidate gains its weight,
  * the richest is chosen and pays the total. Spreads even uneven weights
- * evenly over time. */
-static struct srv *pick_server(struct dc *dc, struct route *r)
+ * evenly over time. A server an operator drains (or weighs 0) is a
+ * candidate only when no other is left, all of them then weighing 1. */
+static struct srv *pick_from(struct dc *dc, struct route *r, bool drained_too)
 {
     struct srv *best = NULL;
     int total = 0;
@@ -195,8 +208,14 @@ static struct srv *pick_server(struct dc *dc, struct route *r)
         struct srv *s = dc->srvs[i];
         if ((!s->up && !panic) || srv_tried(r, s))
             continue;
-        s->cur_weight += s->weight;
-        total += s->weight;
+        int w = s->weight;
+        if (s->admin == ADMIN_DRAIN || w == 0) {
+            if (!drained_too)
+                continue;
+            w = 1;
+        }
+        s->cur_weight += w;
+        total += w;
         if (!best || s->cur_weight > best->cur_weight)
             best = s;
     }
@@ -205,6 +224,12 @@ static struct srv *pick_server(struct dc *dc, struct route *r)
         r->tried[r->ntried++] = best;
     }
     return best;
+}
+
+static struct srv *pick_server(struct dc *dc, struct route *r)
+{
+    struct srv *s = pick_from(dc, r, false);
+    return s ? s : pick_from(dc, r, true);
 }
 
 /* `affinity strict`: a session whose datacenter is known never leaves it. */
@@ -217,6 +242,10 @@ struct srv *route_first(const struct gen *g, const struct conf_listener *cl, str
                         struct route *r)
 {
     memset(r, 0, sizeof(*r));
+    /* A datacenter drained for drain_timeout lets its sessions go, strict
+     * ones included: an operator moving them is not a failure to wait out. */
+    if (dc && dc->drained)
+        dc = NULL;
     if (dc && dc_listed(cl, dc) && cl->pin == PIN_STRICT) {
         r->pinned = true;
         r->dc = dc;

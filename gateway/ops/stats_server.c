@@ -11,6 +11,8 @@
  * they all check the same servers. Pages are built fresh for each request:
  * this is not the data path, clarity beats speed here. */
 #include "gateway/ops/stats_server.h"
+#include "gateway/ops/control.h"
+#include "proto/control_req.h"
 #include "base/alloc.h"
 #include "gateway/balance/affinity.h"
 #include "base/buffer.h"
@@ -79,10 +81,12 @@ static void json_server(struct sbuf *b, const struct dc *dc, const struct srv *s
     sbuf_printf(b,
                 ", \"weight\": %d, \"tls\": %s, \"connections_active\": %ld, "
                 "\"connections_total\": %lu, \"failures_total\": %lu, \"idle_pooled\": %d, "
-                "\"bytes_in\": %lu, \"bytes_out\": %lu}",
+                "\"bytes_in\": %lu, \"bytes_out\": %lu",
                 s->weight, jbool(s->tls != NULL), (long)r.connections_active,
                 (unsigned long)r.connections_total, (unsigned long)r.failures_total, s->nidle,
                 (unsigned long)r.bytes_in, (unsigned long)r.bytes_out);
+    control_json_srv(b, s);
+    sbuf_printf(b, "}");
 }
 
 static void json_dc(struct sbuf *b, const struct dc *dc, ev_tstamp now)
@@ -95,10 +99,12 @@ static void json_dc(struct sbuf *b, const struct dc *dc, ev_tstamp now)
     sbuf_printf(b,
                 ", \"nearest\": %s, \"servers_up\": %d, \"min_servers\": %d, "
                 "\"transitions_total\": %lu, \"since_s\": %.0f, \"sessions_total\": %lu, "
-                "\"requests_total\": %lu, \"new_sessions_given_away\": %.3f, \"servers\": [",
+                "\"requests_total\": %lu, \"new_sessions_given_away\": %.3f",
                 jbool(dc->leader), dc->nup, dc->cd->min_servers, (unsigned long)dc->transitions,
                 now - dc->changed_at, (unsigned long)r.sessions_total,
                 (unsigned long)r.requests_total, dc->healthy ? route_giveaway(dc, now) : 1.0);
+    control_json_dc(b, dc);
+    sbuf_printf(b, ", \"servers\": [");
     for (int i = 0; i < dc->nsrvs; i++) {
         sbuf_add(b, i ? ", " : "", i ? 2 : 0);
         json_server(b, dc, dc->srvs[i]);
@@ -147,7 +153,9 @@ static const struct {
     COUNTER(h2_resets_refused_total), COUNTER(h2_resets_protocol_total),
     COUNTER(h2_resets_internal_total), COUNTER(h2_resets_cancel_total),
     COUNTER(h2_goaway_graceful_total), COUNTER(h2_goaway_error_total), COUNTER(h2_floods_total),
-    COUNTER(h2_upstream_streams_total),
+    COUNTER(h2_upstream_streams_total), COUNTER(control_requests_total),
+    COUNTER(control_refused_total), COUNTER(operator_changes_total),
+    COUNTER(operator_fleet_changes_total), COUNTER(session_moves_total),
 };
 
 /* Requests and connections by protocol: http mode's are HTTP/1.1 unless
@@ -203,9 +211,11 @@ static void stats_json(struct sbuf *b)
                 "], \"redis\": {\"configured\": %s, \"connected\": %s, \"degraded_s\": %.1f, "
                 "\"server\": \"%s\", \"commands_total\": %lu, \"timeouts_total\": %lu, "
                 "\"errors_total\": %lu, \"reconnects_total\": %lu}, "
-                "\"affinity\": {\"entries\": %lu}, \"counters\": {",
+                "\"affinity\": {\"entries\": %lu}, ",
                 jbool(rs.configured), jbool(rs.connected), rs.degraded_s, rs.server, rs.commands,
                 rs.timeouts, rs.errors, rs.reconnects, (unsigned long)affinity_count());
+    control_json_stats(b);
+    sbuf_printf(b, ", \"counters\": {");
     for (size_t i = 0; i < ARRAY_LEN(counter_fields); i++)
         sbuf_printf(b, "%s\"%s\": %lu", i ? ", " : "", counter_fields[i].name,
                     (unsigned long)field(&c, counter_fields[i].off));
@@ -415,6 +425,7 @@ static void metrics(struct sbuf *b)
     sbuf_printf(b, "edgegate_checks_total %lu\n", check_total());
     prom_head(b, "dns_queries_total", "counter", "DNS queries sent");
     sbuf_printf(b, "edgegate_dns_queries_total %lu\n", dns_queries_total());
+    control_metrics(b);
 }
 
 /* ---- HTML ---- */
@@ -465,7 +476,7 @@ static bool token_equal(const char *s, size_t n)
 }
 
 /* The token may come as "Authorization: Bearer T" or, for a browser
- * opening the page, as ?token=T. */
+ * opening the page, as ?token=T (QUERY, NULL when not accepted). */
 static bool authorized(const struct mconn *c, const char *query, size_t qlen)
 {
     if (!token_len)
@@ -522,6 +533,29 @@ static void route(struct mconn *c)
 #undef PATH_IS
 }
 
+/* Requests under /control go to the control API with what was found of
+ * their token. A change needs it in the Authorization header: a token in a
+ * URL ends up in shell histories and proxy logs. */
+static bool adopt_control(struct mconn *c)
+{
+    const char *t = c->in + c->req.target;
+    const char *q = memchr(t, '?', c->req.target_len);
+    size_t pl = q ? (size_t)(q - t) : c->req.target_len;
+    if (!ctl_path_claimed(t, pl))
+        return false;
+    bool header_only = ctl_method_changes(c->req.method) || !q;
+    struct control_auth auth = {
+        .token_set = token_len > 0,
+        .ok = authorized(c, header_only ? NULL : q + 1, q ? c->req.target_len - pl - 1 : 0),
+    };
+    ev_timer_stop(gw.loop, &c->tm);
+    ev_io_stop(gw.loop, &c->sk.io);
+    control_adopt(c->sk.fd, c->in, c->inlen, &auth);
+    sbuf_free(&c->out);
+    free(c);
+    return true;
+}
+
 static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -542,6 +576,8 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
                 mconn_free(c);
                 return;
             }
+            if (rc == EG_OK && adopt_control(c))
+                return;
             if (rc == EG_OK)
                 route(c);
         }

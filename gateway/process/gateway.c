@@ -13,6 +13,7 @@
 #include "base/alloc.h"
 #include "conf/conf.h"
 #include "gateway/balance/affinity.h"
+#include "gateway/balance/fleet.h"
 #include "gateway/ops/access_log.h"
 #include "base/buffer.h"
 #include "gateway/proxy/h2_session.h"
@@ -26,8 +27,10 @@
 #include "base/counters.h"
 #include "base/tls.h"
 #include "gateway/proxy/upstream.h"
+#include "healthcheck/admin.h"
 #include "healthcheck/datacenter.h"
 #include "healthcheck/server_dns.h"
+#include "healthcheck/view.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -37,11 +40,23 @@
 
 static const char *conf_file;
 
+/* The nearest datacenter of each tier: decided by the process that checks
+ * (with hysteresis over every round trip it measures), followed by the
+ * others through the machine's health view. */
+static void update_leaders(void)
+{
+    if (!view_checker())
+        return;
+    route_update_leaders(gw.gen);
+    for (int i = 0; i < gw.gen->ndcs; i++)
+        view_publish_dc(gw.gen->dcs[i]);
+}
+
 /* A datacenter that went down (too few servers up) gives up what is in
  * flight to its servers that are still up, as a server marked down does. */
 static void on_dc_health(struct dc *dc)
 {
-    route_update_leaders(gw.gen);
+    update_leaders();
     if (dc->healthy) {
         hold_wake_all();
         return;
@@ -54,7 +69,7 @@ static void on_dc_health(struct dc *dc)
 static void on_dc_rtt(struct dc *dc)
 {
     (void)dc;
-    route_update_leaders(gw.gen);
+    update_leaders();
 }
 
 static void on_server_removed(struct srv *s) { upstream_pool_drain(s); }
@@ -120,6 +135,7 @@ static int gw_start(struct conf *c)
     gen_activate(g);
     listener_commit(g);
     affinity_configure(c);
+    fleet_configure(c);
     access_log_format = access_log_of(c->access_log);
     return 0;
 }
@@ -179,6 +195,7 @@ void gw_reload(void)
     gen_activate(g);
     gen_unref(old);
     affinity_configure(c);
+    fleet_configure(c); /* re-reads the fleet's operator state */
     access_log_format = access_log_of(c->access_log);
     log_level = c->log_level;
     if (gw.workers == 1) /* with workers, the master counts reloads */
@@ -271,6 +288,8 @@ int gw_run(struct conf *c, const char *file, int workers, int ready_fd)
     gw_init(loop, file);
     gw.workers = workers;
     dc_module_init(loop);
+    admin_init(loop);
+    view_init(loop);
     upstream_module_init(loop);
     affinity_init(loop);
     char err[EG_ERRLEN * 2];

@@ -8,6 +8,8 @@
 #include "gateway/process/master.h"
 #include "base/counters.h"
 #include "base/tls.h"
+#include "healthcheck/admin.h"
+#include "healthcheck/view.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -165,6 +167,10 @@ int main(int argc, char **argv)
         return EXIT_RUNTIME;
     int workers = c->workers ? c->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     int rc;
+    /* Operator state and the health view outlive reloads and workers:
+     * shared before any fork. */
+    admin_shared_init(workers);
+    view_shared_init(workers);
     if (workers > 1) {
         rc = master_run(c, file, workers);
     } else {

@@ -1,7 +1,9 @@
 /* The master process of `workers N` (N > 1).
  *
  * It forks N workers, each a complete gateway binding its own SO_REUSEPORT
- * sockets and writing its own counter slot (the master keeps slot 0). It
+ * sockets and writing its own counter slot (the master keeps slot 0).
+ * Worker 0 also runs the health checks and resolves server names for the
+ * machine: the others follow its view (healthcheck/view.h). It
  * stays root, serves no traffic and runs no event loop: it blocks its
  * signals and takes them one by one with sigtimedwait().
  *
@@ -24,6 +26,7 @@
 #include "base/log.h"
 #include "base/notify.h"
 #include "base/counters.h"
+#include "healthcheck/view.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +69,7 @@ static void worker_main(int i, int ready_fd)
     if (getppid() != master_pid)
         _exit(0); /* the master died before we asked to follow it */
     stats_use_slot(i + 1);
+    view_set_checker(i == 0);
     _exit(gw_run(cur, conf_file, nworkers, ready_fd));
 }
 

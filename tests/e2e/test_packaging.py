@@ -45,6 +45,7 @@ def test_make_install_tree(tmp_path):
     r = run("make", "install", f"DESTDIR={tmp_path}", "PREFIX=/usr")
     assert r.returncode == 0, r.stderr
     for f in ["usr/sbin/edgegate", "usr/share/man/man8/edgegate.8",
+              "usr/sbin/edgegatectl", "usr/share/man/man8/edgegatectl.8",
               "usr/share/man/man5/edgegate.conf.5",
               "etc/edgegate/edgegate.conf", "etc/logrotate.d/edgegate",
               "lib/systemd/system/edgegate.service"]:
@@ -61,6 +62,13 @@ def test_make_install_tree(tmp_path):
     r = subprocess.run(["man", "-l", str(tmp_path / "usr/share/man/man8/edgegate.8")],
                        capture_output=True, text=True, env={**os.environ, "MANWIDTH": "80"})
     assert "edge routing gateway" in r.stdout
+    r = subprocess.run(["man", "-l", str(tmp_path / "usr/share/man/man8/edgegatectl.8")],
+                       capture_output=True, text=True, env={**os.environ, "MANWIDTH": "80"})
+    assert "run-time control" in r.stdout
+    # edgegatectl reads the shipped configuration as the gateway does.
+    r = subprocess.run([str(tmp_path / "usr/sbin/edgegatectl"), "-c", str(conf), "-T", "1",
+                        "status"], capture_output=True, text=True)
+    assert r.returncode != 1, r.stderr  # 1: it could not read it; 2: no gateway runs there
 
 
 def test_make_deb(deb, unpacked):
@@ -70,9 +78,9 @@ def test_make_deb(deb, unpacked):
     assert "libnghttp2-14" in info
     assert re.search(r"^Depends:.*\badduser\b", info, re.M)  # postinst runs it
     files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout
-    for f in ["./usr/sbin/edgegate", "./etc/edgegate/edgegate.conf",
+    for f in ["./usr/sbin/edgegate", "./usr/sbin/edgegatectl", "./etc/edgegate/edgegate.conf",
               "./etc/logrotate.d/edgegate", "./lib/systemd/system/edgegate.service",
-              "./usr/share/man/man8/edgegate.8.gz",
+              "./usr/share/man/man8/edgegate.8.gz", "./usr/share/man/man8/edgegatectl.8.gz",
               "./usr/share/man/man5/edgegate.conf.5.gz", "./usr/share/doc/edgegate/copyright",
               "./usr/share/doc/edgegate/changelog.gz", "./usr/share/doc/edgegate/docs/SPEC.md",
               "./usr/share/lintian/overrides/edgegate"]:
@@ -101,11 +109,12 @@ def test_deb_lintian_clean(deb, unpacked):
 
 def test_deb_binary_stripped(unpacked):
     # What lintian's unstripped-binary-or-object and dh_strip look at.
-    r = subprocess.run(["readelf", "-S", "-W", str(unpacked / "usr/sbin/edgegate")],
-                       capture_output=True, text=True, check=True)
-    sections = re.findall(r"\]\s+(\.\S+)", r.stdout)
-    for s in [".symtab", ".comment", ".note", ".debug_info"]:
-        assert s not in sections, s
+    for binary in ["edgegate", "edgegatectl"]:
+        r = subprocess.run(["readelf", "-S", "-W", str(unpacked / "usr/sbin" / binary)],
+                           capture_output=True, text=True, check=True)
+        sections = re.findall(r"\]\s+(\.\S+)", r.stdout)
+        for s in [".symtab", ".comment", ".note", ".debug_info"]:
+            assert s not in sections, (binary, s)
     debug = glob.glob(os.path.join(ROOT, "build", "edgegate_0.1.0_*.debug"))
     assert debug, "the debug information is kept next to the package"
 
@@ -115,7 +124,7 @@ def test_deb_permissions(deb):
     for line in listing.splitlines():
         mode, owner, *_, path = line.split()
         assert owner == "root/root", line
-        if mode.startswith("d") or path == "./usr/sbin/edgegate":
+        if mode.startswith("d") or path in ("./usr/sbin/edgegate", "./usr/sbin/edgegatectl"):
             assert mode[1:] == "rwxr-xr-x", line
         else:
             assert mode[1:] == "rw-r--r--", line

@@ -251,7 +251,9 @@ def resp_commands(buf):
 class FakeRedis:
     """A server on a Redis port that is not quite Redis: ANSWER(command)
     gives the bytes to send back for each command (None: nothing). Keeps the
-    times of the connections it accepts."""
+    times of the data connections it accepts (a gateway's subscriber
+    connection, which it opens once a data connection is ready, starts with
+    SUBSCRIBE and is not counted)."""
 
     def __init__(self, answer):
         self.answer = answer
@@ -262,6 +264,7 @@ class FakeRedis:
         self.lsock.bind(("127.0.0.1", self.port))
         self.lsock.listen(64)
         self.conns = {}
+        self.opened = {}
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
@@ -279,7 +282,7 @@ class FakeRedis:
             for s in ready:
                 if s is self.lsock:
                     c, _ = self.lsock.accept()
-                    self.accepted.append(time.time())
+                    self.opened[c] = time.time()
                     self.conns[c] = b""
                     continue
                 try:
@@ -291,6 +294,10 @@ class FakeRedis:
                     s.close()
                     continue
                 cmds, self.conns[s] = resp_commands(self.conns[s] + data)
+                if cmds and s in self.opened:
+                    t = self.opened.pop(s)
+                    if cmds[0][0].upper() != b"SUBSCRIBE":
+                        self.accepted.append(t)
                 out = b"".join(self.answer(c) or b"" for c in cmds)
                 if out:
                     s.sendall(out)

@@ -1,6 +1,7 @@
 /* Unit tests of gateway/route.c over datacenters and servers built by hand:
  * nearest datacenter (priority, RTT, hysteresis), affinity, failover order,
- * smooth weighted round-robin and rendezvous hashing. */
+ * smooth weighted round-robin, rendezvous hashing, and what operators say
+ * (drained datacenters and servers, weights). */
 #include "gateway/balance/route.h"
 
 #include <stdarg.h>
@@ -481,6 +482,81 @@ static void hrw_considers_only_best_priority_tier(void **state)
     world_free(w);
 }
 
+/* ---- operator state ---- */
+
+static void drained_dc_takes_no_new_session_while_another_can(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    struct dc *a = add_dc(w, "a", 1, 1, 1);
+    struct dc *b = add_dc(w, "b", 2, 50, 1);
+    a->admin = ADMIN_DRAIN;
+    assert_ptr_equal(route_nearest(&w->g, &w->cl), b);
+    struct route r;
+    assert_ptr_equal(route_first(&w->g, &w->cl, NULL, &r), b->srvs[0]);
+    /* every one drained: serving beats refusing */
+    b->admin = ADMIN_DRAIN;
+    assert_ptr_equal(route_nearest(&w->g, &w->cl), a);
+    /* rendezvous hashing (Redis away) avoids it too */
+    b->admin = ADMIN_READY;
+    struct dc *c = add_dc(w, "c", 1, 5, 1);
+    for (int i = 0; i < 50; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_ptr_equal(route_hrw(&w->g, &w->cl, key, strlen(key)), c);
+    }
+    world_free(w);
+}
+
+static void pinned_session_stays_in_draining_dc_until_drained(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    struct dc *a = add_dc(w, "a", 1, 1, 1);
+    struct dc *b = add_dc(w, "b", 1, 5, 1);
+    a->admin = ADMIN_DRAIN;
+    struct route r;
+    assert_ptr_equal(route_first(&w->g, &w->cl, a, &r), a->srvs[0]);
+    a->drained = true;
+    assert_ptr_equal(route_first(&w->g, &w->cl, a, &r), b->srvs[0]);
+    /* strict affinity does not hold a session an operator moves out */
+    w->cl.pin = PIN_STRICT;
+    assert_ptr_equal(route_first(&w->g, &w->cl, a, &r), b->srvs[0]);
+    assert_false(r.pinned);
+    world_free(w);
+}
+
+static void drained_or_weightless_server_gets_nothing_new(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    struct dc *a = add_dc(w, "a", 1, 1, 3);
+    a->srvs[0]->weight = 0;
+    a->srvs[1]->admin = ADMIN_DRAIN;
+    for (int i = 0; i < 20; i++) {
+        struct route r;
+        assert_ptr_equal(route_first(&w->g, &w->cl, NULL, &r), a->srvs[2]);
+    }
+    /* the only one left up: the drained ones take it rather than nothing */
+    a->srvs[2]->up = false;
+    int seen[3] = {0};
+    for (int i = 0; i < 20; i++) {
+        struct route r;
+        struct srv *s = route_first(&w->g, &w->cl, NULL, &r);
+        assert_non_null(s);
+        seen[s == a->srvs[1]]++;
+    }
+    assert_int_equal(seen[0], 10);
+    assert_int_equal(seen[1], 10);
+    /* a failed attempt still moves on to a drained server before another dc */
+    a->srvs[2]->up = true;
+    struct route r;
+    assert_ptr_equal(route_first(&w->g, &w->cl, NULL, &r), a->srvs[2]);
+    assert_non_null(route_next(&w->g, &w->cl, &r));
+    assert_ptr_equal(r.dc, a);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +582,9 @@ int main(void)
         cmocka_unit_test(hrw_spreads_keys_evenly),
         cmocka_unit_test(hrw_ignores_unhealthy_and_moves_only_their_keys),
         cmocka_unit_test(hrw_considers_only_best_priority_tier),
+        cmocka_unit_test(drained_dc_takes_no_new_session_while_another_can),
+        cmocka_unit_test(pinned_session_stays_in_draining_dc_until_drained),
+        cmocka_unit_test(drained_or_weightless_server_gets_nothing_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
