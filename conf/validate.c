@@ -164,6 +164,27 @@ int conf_check_files(const struct conf *c, struct conf_errs *errs)
                       c->log_file, why);
         rc = EG_ERR;
     }
+    if (c->access_log != CONF_ACCESS_LOG_OFF && c->access_log_file &&
+        writable(c->access_log_file, why, sizeof(why)) != EG_OK) {
+        conf_errs_add(errs, c->access_log_at.file, c->access_log_at.line,
+                      "\"access_log\": cannot open %s: %s", c->access_log_file, why);
+        rc = EG_ERR;
+    }
+    struct log_target t[2];
+    conf_log_targets(c, &t[0], &t[1]);
+    for (int i = 0; i < 2; i++) {
+        int fd;
+        char err[EG_ERRLEN];
+        if (t[i].to != LOG_TO_SYSLOG)
+            continue;
+        if (log_target_open(&t[i], &fd, err, sizeof(err)) != EG_OK) {
+            const struct conf_loc *at = i ? &c->access_log_at : &c->log_at;
+            conf_errs_add(errs, at->file, at->line, "\"%s\": %s", i ? "access_log" : "log", err);
+            rc = EG_ERR;
+            break;
+        }
+        close(fd);
+    }
     if (c->pid_file && writable(c->pid_file, why, sizeof(why)) != EG_OK) {
         conf_errs_add(errs, c->pid_at.file, c->pid_at.line, "\"pid\": cannot create %s: %s",
                       c->pid_file, why);
