@@ -187,7 +187,7 @@ static void banner_datacenters(struct banner *bn, ev_tstamp now)
         if (dc->healthy)
             continue;
         char head[128];
-        snprintf(head, sizeof(head), "datacenter %s down", dc->name);
+        snprintf(head, sizeof(head), "Datacenter %s down", dc->name);
         const struct srv *first = NULL;
         for (int k = 0; k < dc->nsrvs && !first; k++)
             if (!dc->srvs[k]->up)
@@ -280,7 +280,7 @@ static void banner(struct sbuf *b, ev_tstamp now)
     struct banner bn = {0};
     char d[32];
     if (gw.draining)
-        problem(&bn, SEV_WARN, "draining",
+        problem(&bn, SEV_WARN, "Draining",
                 "<b>Draining</b>: no new connections; open ones finish within drain_timeout");
     banner_datacenters(&bn, now);
     banner_listeners(&bn, now);
