@@ -203,6 +203,19 @@ def test_metrics_parse_with_prometheus_client(env):
     assert fams["edgegate_listener_responses"].type == "counter"
 
 
+def test_every_metric_is_in_the_operators_guide(env):
+    a = env.dcsim("ams")
+    port, sp = free_port(), free_port()
+    env.gateway(f"stats 127.0.0.1:{sp};\ndatacenter ams {{ server {a.addr}; }}\n"
+                f"listener web {{ listen 127.0.0.1:{port}; }}\n", wait=[port])
+    names = re.findall(r"^# TYPE (edgegate_\w+) ", http_get(sp, "/metrics")[2].decode(), re.M)
+    assert len(names) > 50
+    guide = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs",
+                              "operations.md")).read()
+    missing = [n for n in names if f"`{n}`" not in guide and f"`{n}{{" not in guide]
+    assert missing == [], "add them to docs/operations.md (Metrics reference)"
+
+
 def test_stats_json_has_the_contract_fields(env):
     a = env.dcsim("ams")
     port, sp = free_port(), free_port()
