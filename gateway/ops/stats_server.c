@@ -1,7 +1,7 @@
 /* The monitoring endpoint (`stats ADDR;`): a small HTTP server on its own
  * socket, one request per connection.
  *
- *   /         an HTML page that reloads its data from /stats every second
+ *   /         the status page (stats_page.c), rendered here for each request
  *   /stats    JSON
  *   /metrics  Prometheus text format
  *   /healthz  200 while accepting traffic, 503 while draining

@@ -187,3 +187,21 @@ def test_rates_and_where_new_sessions_go(env):
     assert "<b>ams gives away 29 % of new sessions</b> of web to fra" in html
     assert "<b>Listener closed has no healthy datacenter</b>" in html
     assert re.search(r'<td class="num err" data-label="5xx">\d+</td>', html)
+
+
+def test_banner_names_ejected_servers_and_redis_down(env):
+    a1, a2 = env.dcsim("ams"), env.dcsim("ams")
+    port, sp, nothing = free_port(), free_port(), free_port()
+    env.gateway(f"stats 127.0.0.1:{sp};\nredis 127.0.0.1:{nothing} {{ }}\n"
+                f"datacenter ams {{ server {a1.addr}; server {a2.addr}; passive 5xx 2 eject 10s; }}\n"
+                f"listener web {{ listen 127.0.0.1:{port}; }}\n", wait=[port])
+    for _ in range(4):
+        http_get(port, "/status/503")
+    wait_until(lambda: dc_state(sp, "ams")["servers_up"] == 1, what="one ejected")
+    html = page(sp)
+    assert re.search(r'<span class="warn">1 server down or ejected</span>', html)
+    assert re.search(r"127\.0\.0\.1:\d+ of ams \(ejected after consecutive 5xx answers, "
+                     r"for \d+ s\)", html)
+    assert re.search(r'<span class="bad">ejected</span> for \d+ s', html)
+    assert "<b>Redis is unreachable</b>" in html
+    assert '<section class="banner warn"' in html  # nothing down for good: a warning
