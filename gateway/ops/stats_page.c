@@ -25,6 +25,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -149,12 +150,16 @@ static void problem(struct banner *bn, enum sev sev, const char *headline, const
         bn->worst = sev;
     sbuf_printf(&bn->head, "%s<span class=\"%s\">%s</span>", bn->head.len ? " &middot; " : "",
                 sev == SEV_BAD ? "bad" : "warn", headline);
-    char line[1024];
+    /* Whole, however long: a line cut short could cut a tag. */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    char *line = NULL;
+    int n = vasprintf(&line, fmt, ap);
     va_end(ap);
-    sbuf_printf(&bn->items, "<li class=\"%s\">%s</li>", sev == SEV_BAD ? "bad" : "warn", line);
+    sbuf_printf(&bn->items, "<li class=\"%s\">%s</li>", sev == SEV_BAD ? "bad" : "warn",
+                n >= 0 ? line : "");
+    if (n >= 0)
+        free(line);
 }
 
 /* Why server S is down, in words: an ejection, else its last check (what a
@@ -192,7 +197,7 @@ static void banner_datacenters(struct banner *bn, ev_tstamp now)
         for (int k = 0; k < dc->nsrvs && !first; k++)
             if (!dc->srvs[k]->up)
                 first = dc->srvs[k];
-        snprintf(why, sizeof(why), "%s", "");
+        why[0] = '\0';
         if (first) {
             char w[200];
             snprintf(why, sizeof(why), "; %s: %s", first->name, down_why(first, w, sizeof(w)));
@@ -247,12 +252,17 @@ static void banner_listeners(struct banner *bn, ev_tstamp now)
         struct dc *first = route_nearest(gw.gen, cl);
         char head[128], pct[16];
         if (!first) {
+            const char *what = cl->mode == MODE_TCP ? "connections" : "requests";
+            const char *end = cl->mode == MODE_TCP ? "are closed" : "get 503";
+            char wait[64];
             snprintf(head, sizeof(head), "%s: no datacenter", cl->name);
+            if (cl->hold_timeout > 0)
+                snprintf(wait, sizeof(wait), "wait up to %.3g s, then %s", cl->hold_timeout, end);
+            else
+                snprintf(wait, sizeof(wait), "%s at once", end);
             problem(bn, SEV_BAD, head,
-                    "<b>Listener %s has no healthy datacenter</b>: %ld %s held now; "
-                    "new ones wait up to hold_timeout, then get %s",
-                    cl->name, (long)r.held_now, cl->mode == MODE_TCP ? "connections" : "requests",
-                    cl->mode == MODE_TCP ? "closed" : "503");
+                    "<b>Listener %s has no healthy datacenter</b>: %ld %s held now; new ones %s",
+                    cl->name, (long)r.held_now, what, wait);
             continue;
         }
         if (r.held_now > 0) {
