@@ -82,6 +82,8 @@ static void json_last_check(struct sbuf *b, const struct srv *s, ev_tstamp now)
     }
     char what[128];
     check_describe(c, what, sizeof(what));
+    for (char *p = what; *p; p++) /* free text (OpenSSL's, strerror's): no quote survives */
+        *p = *p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ? '\'' : *p;
     sbuf_printf(b, "{\"ok\": %s, \"cause\": \"%s\", \"result\": \"%s\", \"duration_ms\": %.3f, "
                 "\"age_s\": %.3f}", jbool(c->ok), check_cause_name(c->cause), what,
                 c->duration_ms, now - c->at);
