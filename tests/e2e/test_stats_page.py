@@ -164,6 +164,7 @@ def test_rates_and_where_new_sessions_go(env):
                 f"listener closed {{ listen 127.0.0.1:{closed}; datacenters gone; "
                 "hold_timeout 0; }\n", wait=[port, closed])
     wait_until(lambda: dc_state(sp, "ams")["servers_up"] == 1, what="one of ams down")
+    wait_until(lambda: not dc_state(sp, "gone")["healthy"], what="gone down")
     # One of two servers up is under spill_threshold 70: 1 - 0.5 / 0.7 of new
     # sessions go to the next-nearest datacenter.
     web = {x["name"]: x for x in stats(sp)["listeners"]}["web"]["new_sessions"]
