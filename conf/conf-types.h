@@ -173,7 +173,9 @@ struct conf {
     struct conf_arena *arena;
     int workers;            /* 0 = auto */
     enum log_level log_level;
-    char *log_file;
+    char *log_file;             /* log FILE LEVEL */
+    bool log_syslog;            /* log syslog [FACILITY] LEVEL */
+    int log_facility;
     struct conf_loc log_at;
     bool stats_on;
     struct net_addr stats_addr;
@@ -187,6 +189,12 @@ struct conf {
     int nlsns;
     struct conf_redis redis;
     enum conf_access_log access_log;
+    char *access_log_file;      /* access_log on|json FILE */
+    bool access_log_syslog;     /* access_log on|json syslog [FACILITY] */
+    int access_log_facility;
+    struct conf_loc access_log_at;
+    char *syslog_socket;        /* where syslog datagrams go */
+    enum log_syslog_format syslog_format;
     char *user;                 /* drop root for this user after binding */
     char *pid_file;
     struct conf_loc pid_at;

@@ -26,9 +26,12 @@ void conf_errs_log(const struct conf_errs *e);
 void conf_errs_add(struct conf_errs *e, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Checks, for -t, that the log file and the pid file can be opened or
- * created, without creating them. Returns EG_OK or EG_ERR with ERRS filled. */
+/* Checks, for -t, that the log files and the pid file can be opened or
+ * created, without creating them, and that syslog's socket takes
+ * datagrams. Returns EG_OK or EG_ERR with ERRS filled. */
 int conf_check_files(const struct conf *c, struct conf_errs *errs);
+/* Where C sends its log and its access log (LOG_TO_LOG: into the log). */
+void conf_log_targets(const struct conf *c, struct log_target *log, struct log_target *access);
 
 /* Prints C as a configuration file with every default filled in; parsing
  * what it prints gives the same configuration. */

@@ -14,9 +14,8 @@
 #define MiB (1024.0 * 1024)
 
 static const struct conf_enum on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
-static const struct conf_enum access_log_forms[] = {
-    {"off", CONF_ACCESS_LOG_OFF}, {"on", CONF_ACCESS_LOG_KV}, {"json", CONF_ACCESS_LOG_JSON},
-    {NULL, 0},
+static const struct conf_enum syslog_formats[] = {
+    {"rfc3164", LOG_RFC3164}, {"rfc5424", LOG_RFC5424}, {NULL, 0},
 };
 static const struct conf_enum modes[] = {{"http", MODE_HTTP}, {"tcp", MODE_TCP}, {NULL, 0}};
 static const struct conf_enum pins[] = {{"prefer", PIN_PREFER}, {"strict", PIN_STRICT}, {NULL, 0}};
@@ -45,13 +44,30 @@ const struct conf_directive conf_directives[] = {
     {.name = "pid", .ctx = CTX_MAIN, .kind = KIND_PATH, .flags = F_ABSOLUTE,
      CONF_AT(struct conf, pid_file), CONF_LOC(struct conf, pid_at),
      .help = "write the process id to FILE (the master's with workers)"},
-    {.name = "log", .ctx = CTX_MAIN, .kind = KIND_CUSTOM, .args = "[FILE] error|warn|info|debug",
-     .min_args = 1, .max_args = 2, .def = "info", .set = conf_set_log, .print = conf_print_log,
-     .help = "the least severe messages logged, and the absolute FILE they go to (default: "
-             "standard error); SIGUSR1 reopens it"},
-    {.name = "access_log", .ctx = CTX_MAIN, .kind = KIND_ENUM, .values = access_log_forms,
-     .def = "off", CONF_AT(struct conf, access_log),
-     .help = "one line per http request or tcp connection, key=value (on) or JSON, into the log"},
+    {.name = "log", .ctx = CTX_MAIN, .kind = KIND_CUSTOM,
+     .args = "[FILE | syslog [FACILITY]] error|warn|info|debug", .min_args = 1, .max_args = 3,
+     .def = "info", .set = conf_set_log, .print = conf_print_log,
+     .help = "the least severe messages logged, and where: standard error (the default), an "
+             "absolute FILE (SIGUSR1 reopens it) or syslog, with FACILITY (default daemon: "
+             "kern, user, daemon, auth, local0 to local7, ...)"},
+    {.name = "access_log", .ctx = CTX_MAIN, .kind = KIND_CUSTOM,
+     .args = "off | on|json [FILE | syslog [FACILITY]]", .min_args = 1, .max_args = 3,
+     .def = "off", .set = conf_set_access_log, .print = conf_print_access_log,
+     .help = "one line per http request or tcp connection, key=value (on) or JSON, into the "
+             "log, or into an absolute FILE of its own (SIGUSR1 reopens it), or to syslog "
+             "(severity info, FACILITY default daemon)"},
+    {.name = "syslog", .ctx = CTX_MAIN, .kind = KIND_OPTIONS, .args = "OPTION VALUE ...",
+     .help = "how lines for log syslog and access_log ... syslog are sent: datagrams that "
+             "never wait (a full socket queue is waited for by the loop; what does not fit the "
+             "buffer is dropped and counted in log_lines_dropped_total)"},
+    {.name = "socket", .parent = "syslog", .ctx = CTX_MAIN, .kind = KIND_PATH,
+     .flags = F_ABSOLUTE, .def = "/dev/log", CONF_AT(struct conf, syslog_socket),
+     .help = "the local datagram socket of the syslog daemon (journald, rsyslog)"},
+    {.name = "format", .parent = "syslog", .ctx = CTX_MAIN, .kind = KIND_ENUM,
+     .values = syslog_formats, .def = "rfc3164", CONF_AT(struct conf, syslog_format),
+     .help = "rfc3164: <PRI>Mmm dd hh:mm:ss edgegate[PID]: MSG, as syslog(3) sends it; rfc5424: "
+             "<PRI>1 TIME HOST edgegate PID MSGID - MSG, with milliseconds, MSGID access for "
+             "access lines"},
     {.name = "stats", .ctx = CTX_MAIN, .kind = KIND_CUSTOM, .args = "ADDR:PORT|off",
      .min_args = 1, .max_args = 1, .def = "off", .set = conf_set_stats,
      .print = conf_print_stats,

@@ -6,9 +6,9 @@
 #include "conf/directive.h"
 
 /* Top level (conf/handlers_main.c). */
-conf_set_fn conf_set_log, conf_set_stats;
+conf_set_fn conf_set_log, conf_set_access_log, conf_set_stats;
 conf_open_fn conf_open_redis;
-conf_print_fn conf_print_log, conf_print_stats, conf_print_redis;
+conf_print_fn conf_print_log, conf_print_access_log, conf_print_stats, conf_print_redis;
 
 /* Datacenters (conf/handlers_dc.c). */
 conf_open_fn conf_open_datacenter;

@@ -1,5 +1,6 @@
-/* Top-level directives with a syntax of their own: `log [FILE] LEVEL`,
- * `stats ADDR|off` and the `redis` block's opening line. */
+/* Top-level directives with a syntax of their own: `log [FILE|syslog
+ * [FACILITY]] LEVEL`, `access_log FORM [FILE|syslog [FACILITY]]`, `stats
+ * ADDR|off` and the `redis` block's opening line. */
 #include "conf/handlers.h"
 #include "conf/arena.h"
 #include "conf/parser.h"
@@ -7,23 +8,59 @@
 
 #include <string.h>
 
+#define LOG_DAEMON_FACILITY 3 /* syslog's "daemon" */
+
 static const struct conf_enum log_levels[] = {
     {"error", LOG_ERR}, {"warn", LOG_WARN}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}, {NULL, 0},
 };
 
+/* Where a log goes: FILE (absolute) or `syslog [FACILITY]`, from argument
+ * FIRST up to (not including) argument END. */
+static int set_target(struct parser *p, const struct stmt *st, int first, int end, char **file,
+                      bool *syslog, int *facility)
+{
+    *file = NULL;
+    *syslog = false;
+    *facility = LOG_DAEMON_FACILITY;
+    if (first == end)
+        return EG_OK;
+    if (strcmp(ARG(first), "syslog") == 0) {
+        *syslog = true;
+        if (end - first == 2 && (*facility = log_facility_parse(ARG(first + 1))) < 0)
+            return conf_bad_value(p, st, first + 1,
+                                  "expected a syslog facility: daemon, user, local0 to local7, ...");
+        return EG_OK;
+    }
+    if (end - first > 1)
+        return conf_bad_value(p, st, first + 1, "expected one FILE, or: syslog [FACILITY]");
+    if (ARG(first)[0] != '/')
+        return conf_bad_value(p, st, first, "expected an absolute file path, or syslog");
+    *file = ARG(first);
+    return EG_OK;
+}
+
+static void print_target(FILE *f, const char *file, bool syslog, int facility)
+{
+    if (syslog) {
+        fprintf(f, " syslog %s", log_facility_name(facility));
+    } else if (file) {
+        fputc(' ', f);
+        conf_print_word(f, file);
+    }
+}
+
+/* log [FILE | syslog [FACILITY]] LEVEL */
 int conf_set_log(struct parser *p, const struct stmt *st, void *obj)
 {
     struct conf *c = obj;
     int level = conf_enum_value(log_levels, ARG(st->nargs - 1));
     if (level < 0)
         return conf_bad_value(p, st, st->nargs - 1, "expected a level: error, warn, info or debug");
+    if (set_target(p, st, 0, st->nargs - 1, &c->log_file, &c->log_syslog, &c->log_facility) !=
+        EG_OK)
+        return EG_ERR;
     c->log_level = (enum log_level)level;
-    if (st->nargs == 2) {
-        if (ARG(0)[0] != '/')
-            return conf_bad_value(p, st, 0, "expected an absolute file path");
-        c->log_file = ARG(0);
-        c->log_at = (struct conf_loc){st->file, st->line};
-    }
+    c->log_at = (struct conf_loc){st->file, st->line};
     return EG_OK;
 }
 
@@ -32,12 +69,54 @@ void conf_print_log(FILE *f, const struct conf_directive *d, const struct conf *
 {
     (void)obj;
     conf_print_indent(f, indent);
-    fprintf(f, "%s ", d->name);
-    if (c->log_file) {
-        conf_print_word(f, c->log_file);
-        fputc(' ', f);
-    }
-    fprintf(f, "%s;\n", conf_enum_name(log_levels, (int)c->log_level));
+    fputs(d->name, f);
+    print_target(f, c->log_file, c->log_syslog, c->log_facility);
+    fprintf(f, " %s;\n", conf_enum_name(log_levels, (int)c->log_level));
+}
+
+static const struct conf_enum access_log_forms[] = {
+    {"off", CONF_ACCESS_LOG_OFF}, {"on", CONF_ACCESS_LOG_KV}, {"json", CONF_ACCESS_LOG_JSON},
+    {NULL, 0},
+};
+
+/* access_log off | on|json [FILE | syslog [FACILITY]] */
+int conf_set_access_log(struct parser *p, const struct stmt *st, void *obj)
+{
+    struct conf *c = obj;
+    int form = conf_enum_value(access_log_forms, ARG(0));
+    if (form < 0)
+        return conf_bad_value(p, st, 0, "expected off, on or json");
+    if (form == CONF_ACCESS_LOG_OFF && st->nargs > 1)
+        return conf_bad_value(p, st, 1, "\"off\" takes no target");
+    if (set_target(p, st, 1, st->nargs, &c->access_log_file, &c->access_log_syslog,
+                   &c->access_log_facility) != EG_OK)
+        return EG_ERR;
+    c->access_log = (enum conf_access_log)form;
+    c->access_log_at = (struct conf_loc){st->file, st->line};
+    return EG_OK;
+}
+
+void conf_print_access_log(FILE *f, const struct conf_directive *d, const struct conf *c,
+                           const void *obj, int indent)
+{
+    (void)obj;
+    conf_print_indent(f, indent);
+    fprintf(f, "%s %s", d->name, conf_enum_name(access_log_forms, (int)c->access_log));
+    print_target(f, c->access_log_file, c->access_log_syslog, c->access_log_facility);
+    fputs(";\n", f);
+}
+
+void conf_log_targets(const struct conf *c, struct log_target *log, struct log_target *access)
+{
+    *log = (struct log_target){.to = c->log_syslog ? LOG_TO_SYSLOG
+                                     : c->log_file ? LOG_TO_FILE : LOG_TO_STDERR,
+                               .file = c->log_file, .facility = c->log_facility,
+                               .socket = c->syslog_socket, .format = c->syslog_format};
+    *access = (struct log_target){.to = c->access_log == CONF_ACCESS_LOG_OFF ? LOG_TO_LOG
+                                        : c->access_log_syslog ? LOG_TO_SYSLOG
+                                        : c->access_log_file ? LOG_TO_FILE : LOG_TO_LOG,
+                                  .file = c->access_log_file, .facility = c->access_log_facility,
+                                  .socket = c->syslog_socket, .format = c->syslog_format};
 }
 
 int conf_set_stats(struct parser *p, const struct stmt *st, void *obj)

@@ -160,15 +160,38 @@ static int writable(const char *file, char *why, size_t len)
     return EG_ERR;
 }
 
+/* The log and the access log: a file is checked as the pid file is; a
+ * syslog socket is connected to (which sends nothing). */
+static int check_log_targets(const struct conf *c, struct conf_errs *errs)
+{
+    struct log_target t[2];
+    conf_log_targets(c, &t[LOG_MAIN], &t[LOG_ACCESS]);
+    int rc = EG_OK;
+    for (int i = LOG_MAIN; i <= LOG_ACCESS; i++) {
+        const struct conf_loc *at = i == LOG_MAIN ? &c->log_at : &c->access_log_at;
+        const char *name = i == LOG_MAIN ? "log" : "access_log";
+        char why[EG_ERRLEN];
+        int fd;
+        if (t[i].to == LOG_TO_FILE && writable(t[i].file, why, sizeof(why)) != EG_OK) {
+            conf_errs_add(errs, at->file, at->line, "\"%s\": cannot open %s: %s", name,
+                          t[i].file, why);
+            rc = EG_ERR;
+        } else if (t[i].to == LOG_TO_SYSLOG) {
+            if (log_target_open(&t[i], &fd, why, sizeof(why)) != EG_OK) {
+                conf_errs_add(errs, at->file, at->line, "\"%s\": %s", name, why);
+                rc = EG_ERR;
+            } else {
+                close(fd);
+            }
+        }
+    }
+    return rc;
+}
+
 int conf_check_files(const struct conf *c, struct conf_errs *errs)
 {
     char why[EG_ERRLEN];
-    int rc = EG_OK;
-    if (c->log_file && writable(c->log_file, why, sizeof(why)) != EG_OK) {
-        conf_errs_add(errs, c->log_at.file, c->log_at.line, "\"log\": cannot open %s: %s",
-                      c->log_file, why);
-        rc = EG_ERR;
-    }
+    int rc = check_log_targets(c, errs);
     if (c->pid_file && writable(c->pid_file, why, sizeof(why)) != EG_OK) {
         conf_errs_add(errs, c->pid_at.file, c->pid_at.line, "\"pid\": cannot create %s: %s",
                       c->pid_file, why);

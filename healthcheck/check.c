@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,9 +83,74 @@ static void schedule_next(struct check *h)
     schedule(h, next > 0.001 ? next : 0.001);
 }
 
-static void finish(struct check *h, bool ok, bool keep, const char *why)
+static bool status_ok(const struct check *h)
 {
-    double rtt_ms = (ev_time() - h->t0) * 1000;
+    int expect = check_of(h)->expect;
+    int st = h->resp.status;
+    return expect ? st == expect : st >= 200 && st < 400;
+}
+
+static const char *const cause_names[] = {
+    [CHECK_C_NONE] = "none", [CHECK_C_OK] = "ok", [CHECK_C_TIMEOUT] = "timeout",
+    [CHECK_C_REFUSED] = "refused", [CHECK_C_RESET] = "reset",
+    [CHECK_C_UNREACHABLE] = "unreachable", [CHECK_C_CONNECT] = "connect",
+    [CHECK_C_TLS] = "tls", [CHECK_C_STATUS] = "status", [CHECK_C_CLOSED] = "closed",
+    [CHECK_C_BAD_RESPONSE] = "bad_response",
+};
+
+const char *check_cause_name(int cause) { return cause_names[cause]; }
+
+void check_describe(const struct check_result *r, char *buf, size_t len)
+{
+    switch ((enum check_cause)r->cause) {
+    case CHECK_C_NONE: snprintf(buf, len, "no check yet"); return;
+    case CHECK_C_OK:
+        if (r->detail)
+            snprintf(buf, len, "status %d", r->detail);
+        else
+            snprintf(buf, len, "ok");
+        return;
+    case CHECK_C_TIMEOUT: snprintf(buf, len, "timeout after %.0f ms", r->duration_ms); return;
+    case CHECK_C_REFUSED: snprintf(buf, len, "refused"); return;
+    case CHECK_C_RESET: snprintf(buf, len, "reset"); return;
+    case CHECK_C_UNREACHABLE: snprintf(buf, len, "unreachable"); return;
+    case CHECK_C_CONNECT: snprintf(buf, len, "connect: %s", strerror(r->detail)); return;
+    case CHECK_C_TLS:
+        if (r->detail != X509_V_OK)
+            snprintf(buf, len, "TLS error: %s", X509_verify_cert_error_string(r->detail));
+        else
+            snprintf(buf, len, "TLS error");
+        return;
+    case CHECK_C_STATUS: snprintf(buf, len, "status %d", r->detail); return;
+    case CHECK_C_CLOSED: snprintf(buf, len, "closed before the response"); return;
+    case CHECK_C_BAD_RESPONSE: snprintf(buf, len, "invalid response"); return;
+    }
+    snprintf(buf, len, "?");
+}
+
+/* What a failed connect, send or read says about the server. */
+static enum check_cause errno_cause(int err, enum check_cause otherwise)
+{
+    switch (err) {
+    case ECONNREFUSED: return CHECK_C_REFUSED;
+    case ECONNRESET:
+    case EPIPE: return CHECK_C_RESET;
+    case EHOSTUNREACH:
+    case ENETUNREACH: return CHECK_C_UNREACHABLE;
+    case ETIMEDOUT: return CHECK_C_TIMEOUT;
+    default: return otherwise;
+    }
+}
+
+/* The round ends with a verdict: CAUSE (CHECK_C_OK when it passed) and its
+ * DETAIL. KEEP: the http connection stays open for the next round. */
+static void finish(struct check *h, enum check_cause cause, int detail, bool keep)
+{
+    ev_tstamp end = ev_time();
+    double rtt_ms = (end - h->t0) * 1000;
+    struct check_result r = {.cause = (uint8_t)cause, .ok = cause == CHECK_C_OK,
+                             .detail = detail, .duration_ms = (end - h->started) * 1000,
+                             .at = ev_now(h->loop)};
     if (keep) {
         /* Watch the idle connection: a close by the server is noticed now,
          * not by the next round. */
@@ -93,10 +159,19 @@ static void finish(struct check *h, bool ok, bool keep, const char *why)
         drop_conn(h);
     }
     view_count_check();
-    if (!ok)
+    if (!r.ok && log_level >= LOG_DEBUG) {
+        char why[96];
+        check_describe(&r, why, sizeof(why));
         log_debug("check of %s (%s) failed: %s", h->srv->name, h->srv->dc->name, why);
+    }
     schedule_next(h);
-    srv_check_result(h->srv, ok, rtt_ms); /* may log and reroute: last */
+    srv_check_result(h->srv, &r, rtt_ms); /* may log and reroute: last */
+}
+
+/* A status passes or fails the round. */
+static void finish_status(struct check *h, bool keep)
+{
+    finish(h, status_ok(h) ? CHECK_C_OK : CHECK_C_STATUS, h->resp.status, keep);
 }
 
 /* A socket we could not open for want of local resources says nothing about
@@ -164,7 +239,7 @@ static void start_round(struct check *h)
         return;
     }
     if (fd < 0) {
-        finish(h, false, false, strerror(errno));
+        finish(h, errno_cause(errno, CHECK_C_CONNECT), errno, false);
         return;
     }
     /* Both events: a connect that failed reports readable too, one that
@@ -180,7 +255,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         h->started = ev_time();
         start_round(h);
     } else {
-        finish(h, false, false, "timeout");
+        finish(h, CHECK_C_TIMEOUT, 0, false);
     }
 }
 
@@ -191,7 +266,7 @@ static void start_tls(struct check *h)
     if (!h->srv->tls && !tls_ctx) {
         char err[EG_ERRLEN];
         if (!(tls_ctx = tls_client_ctx(NULL, err, sizeof(err)))) {
-            finish(h, false, false, "cannot create a TLS context");
+            finish(h, CHECK_C_TLS, X509_V_OK, false);
             return;
         }
     }
@@ -200,17 +275,10 @@ static void start_tls(struct check *h)
                                              h->srv->cs->resolve ? h->srv->cs->host : NULL,
                                              NULL, false);
     if (!h->sk.ssl) {
-        finish(h, false, false, "cannot create a TLS session");
+        finish(h, CHECK_C_TLS, X509_V_OK, false);
         return;
     }
     h->state = HC_TLS;
-}
-
-static bool status_ok(const struct check *h)
-{
-    int expect = check_of(h)->expect;
-    int st = h->resp.status;
-    return expect ? st == expect : st >= 200 && st < 400;
 }
 
 /* Consumes the response: head, then body, so the connection can carry the
@@ -223,11 +291,12 @@ static void read_response(struct check *h)
             return;
         if (n <= 0) {
             if (h->head_done && h->body.kind == BODY_CLOSE && n == 0) {
-                finish(h, status_ok(h), false, "status");
+                finish_status(h, false);
                 return;
             }
             if (!retry_fresh(h))
-                finish(h, false, false, "connection closed before the response");
+                finish(h, n == 0 ? CHECK_C_CLOSED : errno_cause(h->sk.err, CHECK_C_CLOSED),
+                       h->sk.err, false);
             return;
         }
         h->rlen += (size_t)n;
@@ -239,8 +308,7 @@ static void read_response(struct check *h)
             if (rc == EG_AGAIN && h->rlen < sizeof(h->rbuf))
                 continue;
             if (rc != EG_OK) {
-                finish(h, false, false, rc == EG_AGAIN ? "response head too large"
-                                                         : h->resp.err);
+                finish(h, CHECK_C_BAD_RESPONSE, 0, false);
                 return;
             }
             if (h->resp.status < 200) { /* interim: the final head follows */
@@ -257,16 +325,14 @@ static void read_response(struct check *h)
         int rc = http_body_scan(&h->body, h->rbuf + from, avail, &used);
         h->rlen = 0; /* body bytes are not kept */
         if (rc == EG_ERR) {
-            finish(h, false, false, h->body.err);
+            finish(h, CHECK_C_BAD_RESPONSE, 0, false);
             return;
         }
         if (rc == EG_OK) {
             /* Reusable when the server keeps it open and sent nothing extra. */
             bool keep = !(h->resp.flags & HF_CONN_CLOSE) && h->resp.minor == 1 &&
                         used == avail;
-            char why[32];
-            snprintf(why, sizeof(why), "status %d", h->resp.status);
-            finish(h, status_ok(h), keep, why);
+            finish_status(h, keep);
             return;
         }
     }
@@ -277,7 +343,7 @@ static void send_request(struct check *h)
     ssize_t w = sk_write(&h->sk, h->req + h->sent, h->req_len - h->sent);
     if (w == EG_ERR || h->req_len == 0) {
         if (!retry_fresh(h))
-            finish(h, false, false, "cannot send the request");
+            finish(h, errno_cause(h->sk.err, CHECK_C_CLOSED), h->sk.err, false);
         return;
     }
     if (w > 0)
@@ -294,12 +360,12 @@ static void on_connected(struct check *h, int revents)
 {
     int err = (revents & EV_READ) ? net_connect_result(h->sk.fd) : 0;
     if (err) {
-        finish(h, false, false, strerror(err));
+        finish(h, errno_cause(err, CHECK_C_CONNECT), err, false);
         return;
     }
     switch (check_of(h)->type) {
     case CHECK_TCP:
-        finish(h, true, false, NULL);
+        finish(h, CHECK_C_OK, 0, false);
         return;
     case CHECK_TLS:
         start_tls(h);
@@ -310,6 +376,17 @@ static void on_connected(struct check *h, int revents)
         else
             begin_http(h);
     }
+}
+
+/* A reset is the network's word; anything else, the certificate's or the
+ * protocol's. */
+static void tls_failed(struct check *h)
+{
+    if (h->sk.err && errno_cause(h->sk.err, CHECK_C_TLS) != CHECK_C_TLS) {
+        finish(h, errno_cause(h->sk.err, CHECK_C_TLS), h->sk.err, false);
+        return;
+    }
+    finish(h, CHECK_C_TLS, (int)SSL_get_verify_result(h->sk.ssl), false);
 }
 
 static void step(struct check *h, int revents)
@@ -325,9 +402,9 @@ static void step(struct check *h, int revents)
         if (rc == EG_AGAIN) {
             sk_want_raw(h->loop, &h->sk, h->sk.hs_ev);
         } else if (rc != EG_OK) {
-            finish(h, false, false, "TLS handshake failed");
+            tls_failed(h);
         } else if (check_of(h)->type == CHECK_TLS) {
-            finish(h, true, false, NULL);
+            finish(h, CHECK_C_OK, 0, false);
         } else {
             begin_http(h); /* an http check over TLS */
             step(h, 0);

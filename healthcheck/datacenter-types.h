@@ -27,6 +27,30 @@ enum srv_reason {
  * the numbers are those of the control API's enum ctl_state. */
 enum admin_state { ADMIN_READY, ADMIN_DRAIN, ADMIN_DOWN };
 
+/* How a server's last active check ended (shown in stats): a cause, and its
+ * detail where one applies. */
+enum check_cause {
+    CHECK_C_NONE,               /* no check has ended yet */
+    CHECK_C_OK,                 /* connected, handshake done, or an expected status */
+    CHECK_C_TIMEOUT,            /* no verdict within the check's timeout */
+    CHECK_C_REFUSED,            /* nothing listens */
+    CHECK_C_RESET,              /* the connection was reset */
+    CHECK_C_UNREACHABLE,        /* no route to the host or its network */
+    CHECK_C_CONNECT,            /* another connect error: detail is the errno */
+    CHECK_C_TLS,                /* handshake failed: detail is the X509 verify result */
+    CHECK_C_STATUS,             /* http: a status not expected: detail is the status */
+    CHECK_C_CLOSED,             /* http: closed before the response */
+    CHECK_C_BAD_RESPONSE,       /* http: an answer that does not parse */
+};
+
+struct check_result {
+    uint8_t cause;              /* enum check_cause */
+    bool ok;
+    int detail;                 /* status (OK and STATUS), errno, verify result */
+    double duration_ms;         /* from the round's start to its verdict */
+    ev_tstamp at;               /* when it ended (the loop's clock) */
+};
+
 struct srv {
     int refs;                   /* the datacenter holds one, each connection one */
     struct dc *dc;              /* NULL once removed from its datacenter */
@@ -38,6 +62,8 @@ struct srv {
     uint8_t admin;              /* enum admin_state: its own, or down with its datacenter */
     bool up;
     int reason;                 /* enum srv_reason of the last transition */
+    ev_tstamp since;            /* when it last went up or down (kept across reloads) */
+    struct check_result last_check;
     int good, bad;              /* consecutive check results (rise/fall) */
     int passive_fails;          /* consecutive traffic failures */
     int answers_5xx;            /* consecutive 502/503/504 answers (outlier detection) */

@@ -83,6 +83,7 @@ struct srv *dc_add_server(struct dc *dc, const struct conf_server *cs, const str
         SSL_CTX_up_ref(s->tls);
     s->up = true;
     s->reason = SRV_R_START;
+    s->since = ev_now(dc_loop);
     s->rtt_ms = -1;
     dlist_init(&s->idle);
     dlist_init(&s->inflight);
@@ -142,6 +143,18 @@ void srv_unref(struct srv *s)
     SSL_CTX_free(s->tls);
     SSL_SESSION_free(s->tls_sess);
     free(s);
+}
+
+void dc_inherit(struct dc *dc, const struct dc *old)
+{
+    dc->rtt_ms = old->rtt_ms;
+    dc->leader = old->leader;
+    if (dc->healthy == old->healthy) {
+        dc->changed_at = old->changed_at;
+        dc->transitions = old->transitions;
+    } else {
+        dc->transitions = old->transitions + 1;
+    }
 }
 
 void dc_recompute(struct dc *dc)
@@ -214,6 +227,7 @@ void srv_set_up(struct srv *s, bool up, int reason)
         return;
     s->up = up;
     s->reason = reason;
+    s->since = ev_now(dc_loop);
     s->good = s->bad = 0;
     if (up)
         s->passive_fails = 0;
@@ -333,12 +347,13 @@ static double ewma(double old, double sample)
     return old < 0 ? sample : old + RTT_ALPHA * (sample - old);
 }
 
-void srv_check_result(struct srv *s, bool ok, double rtt_ms)
+void srv_check_result(struct srv *s, const struct check_result *r, double rtt_ms)
 {
     if (!s->dc)
         return;
     const struct conf_check *ck = &s->dc->cd->check;
-    if (ok) {
+    s->last_check = *r;
+    if (r->ok) {
         s->rtt_ms = ewma(s->rtt_ms, rtt_ms);
         s->dc->rtt_ms = ewma(s->dc->rtt_ms, rtt_ms);
         view_publish_srv(s);
@@ -359,6 +374,8 @@ void srv_inherit(struct srv *s, const struct srv *old)
 {
     s->up = old->up;
     s->reason = old->reason;
+    s->since = old->since;
+    s->last_check = old->last_check;
     s->good = old->good;
     s->bad = old->bad;
     s->passive_fails = old->passive_fails;

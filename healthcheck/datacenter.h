@@ -57,10 +57,16 @@ void srv_traffic_ok(struct srv *s);
 /* A final response's STATUS from S: consecutive 502/503/504 answers eject
  * it for a while (passive 5xx N, eject D, max_ejected). */
 void srv_answered(struct srv *s, int status);
-/* An active check's outcome; RTT_MS < 0 when the check failed. */
-void srv_check_result(struct srv *s, bool ok, double rtt_ms);
-/* Copies health state and RTT from an older incarnation (reload). */
+/* An active check's outcome R (kept as the server's last check); RTT_MS
+ * counts when it passed. */
+void srv_check_result(struct srv *s, const struct check_result *r, double rtt_ms);
+/* Copies health state, its since-time, the last check and RTT from an older
+ * incarnation (reload). */
 void srv_inherit(struct srv *s, const struct srv *old);
+/* Copies RTT, nearest status and the time of the last change of health from
+ * an older incarnation of DC (reload), once DC's servers are in: a reload
+ * that changes nothing restarts no "up for" and no slow start. */
+void dc_inherit(struct dc *dc, const struct dc *old);
 
 /* A TLS session towards S (which has `tls`) on FD: its SNI and the name its
  * certificate must carry come from the configuration. */

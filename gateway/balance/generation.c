@@ -37,11 +37,9 @@ static void populate(struct dc *dc, const struct dc *old)
         if (prev)
             srv_inherit(s, prev);
     }
-    if (old) {
-        dc->rtt_ms = old->rtt_ms;
-        dc->leader = old->leader;
-    }
     dc_recompute(dc);
+    if (old)
+        dc_inherit(dc, old);
 }
 
 static SSL_CTX *server_tls(const struct conf_server *cs, struct conf_errs *errs)

@@ -139,9 +139,15 @@ struct dc *route_new_session(const struct gen *g, const struct conf_listener *cl
     double u = key ? route_key_share(key, len) : (double)random() / ((double)RAND_MAX + 1);
     if (u >= share)
         return first;
-    struct route r = {.nleft = 1, .dcs_left = {first}};
-    struct dc *next = nearest(g, cl, &r);
+    struct dc *next = route_spill_target(g, cl, first);
     return next ? next : first;
+}
+
+struct dc *route_spill_target(const struct gen *g, const struct conf_listener *cl,
+                              struct dc *first)
+{
+    struct route r = {.nleft = 1, .dcs_left = {first}};
+    return nearest(g, cl, &r);
 }
 
 static uint64_t mix64(uint64_t x)

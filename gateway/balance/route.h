@@ -26,6 +26,10 @@ struct dc *route_nearest(const struct gen *g, const struct conf_listener *cl);
  * by a hash of their key, the same on every gateway. NOW: the loop's time. */
 struct dc *route_new_session(const struct gen *g, const struct conf_listener *cl,
                              const char *key, size_t len, double now);
+/* Where the new sessions FIRST (the nearest) gives away go: the next-nearest
+ * healthy datacenter of CL, NULL when there is none. */
+struct dc *route_spill_target(const struct gen *g, const struct conf_listener *cl,
+                              struct dc *first);
 /* The share of new sessions DC gives away now, 0 to 1. */
 double route_giveaway(const struct dc *dc, double now);
 /* Whether DC, healthy, takes session KEY back home now (failback on): during

@@ -79,6 +79,7 @@ void access_log_write(const struct access_log_rec *r)
                          : " status=%d bytes_in=%llu bytes_out=%llu duration_ms=%.3f retries=%d",
                 r->status, r->bytes_in, r->bytes_out, r->duration_s * 1000, r->retries);
     str(&b, "end", r->end, strlen(r->end));
-    sbuf_add(&b, json ? "}\n" : "\n", json ? 2 : 1);
-    log_raw(b.s, b.len);
+    if (json)
+        sbuf_add(&b, "}", 1);
+    log_access(b.s, b.len);
 }

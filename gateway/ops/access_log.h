@@ -1,6 +1,7 @@
 /* Access log: one line per http request or tcp connection, key=value (a
  * stable format: keys never change meaning, new keys are only appended) or
- * JSON, written through the log sink (buffered, flushed by the loop). */
+ * JSON, written to the access log sink (buffered, flushed by the loop): the
+ * log, a file of its own or syslog. */
 #ifndef EG_GATEWAY_OPS_ACCESS_LOG_H
 #define EG_GATEWAY_OPS_ACCESS_LOG_H
 

@@ -1,7 +1,7 @@
 /* The monitoring endpoint (`stats ADDR;`): a small HTTP server on its own
  * socket, one request per connection.
  *
- *   /         an HTML page that reloads its data from /stats every second
+ *   /         the status page (stats_page.c), rendered here for each request
  *   /stats    JSON
  *   /metrics  Prometheus text format
  *   /healthz  200 while accepting traffic, 503 while draining
@@ -13,6 +13,8 @@
 #include "gateway/ops/stats_server.h"
 #include "gateway/ops/control.h"
 #include "proto/control_req.h"
+#include "gateway/ops/stats_page.h"
+#include "gateway/ops/stats_rates.h"
 #include "base/alloc.h"
 #include "gateway/balance/affinity.h"
 #include "base/buffer.h"
@@ -71,13 +73,36 @@ static void json_num(struct sbuf *b, double v, double scale)
 
 static const char *jbool(bool v) { return v ? "true" : "false"; }
 
-static void json_server(struct sbuf *b, const struct dc *dc, const struct srv *s)
+/* The last active check: what it found, in a word and in words, how long it
+ * took and how long ago it ended; null before the first one. */
+static void json_last_check(struct sbuf *b, const struct srv *s, ev_tstamp now)
+{
+    const struct check_result *c = &s->last_check;
+    if (c->cause == CHECK_C_NONE) {
+        sbuf_printf(b, "null");
+        return;
+    }
+    char what[128];
+    check_describe(c, what, sizeof(what));
+    for (char *p = what; *p; p++) /* free text (OpenSSL's, strerror's): no quote survives */
+        *p = *p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ? '\'' : *p;
+    sbuf_printf(b, "{\"ok\": %s, \"cause\": \"%s\", \"result\": \"%s\", \"duration_ms\": %.3f, "
+                "\"age_s\": %.3f}", jbool(c->ok), check_cause_name(c->cause), what,
+                c->duration_ms, now - c->at);
+}
+
+/* A server that is down, or a datacenter, shows no RTT: the last one
+ * measured says nothing of now. */
+static void json_server(struct sbuf *b, const struct dc *dc, const struct srv *s, ev_tstamp now)
 {
     struct stats_srv_row r;
     stats_sum_srv(dc->name, s->name, &r);
-    sbuf_printf(b, "{\"address\": \"%s\", \"up\": %s, \"reason\": \"%s\", \"rtt_ms\": ", s->name,
-                jbool(s->up), srv_reason_name(s->reason));
-    json_num(b, s->rtt_ms, 1);
+    sbuf_printf(b, "{\"address\": \"%s\", \"up\": %s, \"reason\": \"%s\", \"since_s\": %.0f, "
+                "\"last_check\": ", s->name, jbool(s->up), srv_reason_name(s->reason),
+                now - s->since);
+    json_last_check(b, s, now);
+    sbuf_printf(b, ", \"rtt_ms\": ");
+    json_num(b, s->up ? s->rtt_ms : -1, 1);
     sbuf_printf(b,
                 ", \"weight\": %d, \"tls\": %s, \"connections_active\": %ld, "
                 "\"connections_total\": %lu, \"failures_total\": %lu, \"idle_pooled\": %d, "
@@ -95,7 +120,7 @@ static void json_dc(struct sbuf *b, const struct dc *dc, ev_tstamp now)
     stats_sum_dc(dc->name, &r);
     sbuf_printf(b, "{\"name\": \"%s\", \"healthy\": %s, \"priority\": %d, \"rtt_ms\": ", dc->name,
                 jbool(dc->healthy), dc->cd->priority);
-    json_num(b, dc->rtt_ms, 1);
+    json_num(b, dc->healthy ? dc->rtt_ms : -1, 1);
     sbuf_printf(b,
                 ", \"nearest\": %s, \"servers_up\": %d, \"min_servers\": %d, "
                 "\"transitions_total\": %lu, \"since_s\": %.0f, \"sessions_total\": %lu, "
@@ -107,24 +132,43 @@ static void json_dc(struct sbuf *b, const struct dc *dc, ev_tstamp now)
     sbuf_printf(b, ", \"servers\": [");
     for (int i = 0; i < dc->nsrvs; i++) {
         sbuf_add(b, i ? ", " : "", i ? 2 : 0);
-        json_server(b, dc, dc->srvs[i]);
+        json_server(b, dc, dc->srvs[i], now);
     }
     sbuf_printf(b, "]}");
 }
 
-static void json_listener(struct sbuf *b, const struct conf_listener *cl)
+/* Where the listener's new sessions go now: its nearest healthy datacenter,
+ * the share it gives away (spill-over, slow start) and to which one. */
+static void json_new_sessions(struct sbuf *b, const struct conf_listener *cl, ev_tstamp now)
+{
+    struct dc *first = route_nearest(gw.gen, cl);
+    if (!first) {
+        sbuf_printf(b, "{\"datacenter\": null, \"given_away\": 0, \"spill_to\": null}");
+        return;
+    }
+    double away = route_giveaway(first, now);
+    struct dc *next = away > 0 ? route_spill_target(gw.gen, cl, first) : NULL;
+    sbuf_printf(b, "{\"datacenter\": \"%s\", \"given_away\": %.3f, \"spill_to\": ", first->name,
+                next ? away : 0);
+    sbuf_printf(b, next ? "\"%s\"}" : "null}", next ? next->name : "");
+}
+
+static void json_listener(struct sbuf *b, const struct conf_listener *cl, ev_tstamp now)
 {
     struct stats_lsn_row r;
     stats_sum_lsn(cl->name, &r);
     sbuf_printf(b,
                 "{\"name\": \"%s\", \"mode\": \"%s\", \"tls\": %s, \"connections_active\": %ld, "
                 "\"held_now\": %ld, \"connections_total\": %lu, \"requests_total\": %lu, \"responses\": {"
-                "\"1xx\": %lu, \"2xx\": %lu, \"3xx\": %lu, \"4xx\": %lu, \"5xx\": %lu}}",
+                "\"1xx\": %lu, \"2xx\": %lu, \"3xx\": %lu, \"4xx\": %lu, \"5xx\": %lu}, "
+                "\"new_sessions\": ",
                 cl->name, cl->mode == MODE_TCP ? "tcp" : "http", jbool(cl->ncerts > 0),
                 (long)r.connections_active, (long)r.held_now, (unsigned long)r.connections_total,
                 (unsigned long)r.requests_total, (unsigned long)r.status[1],
                 (unsigned long)r.status[2], (unsigned long)r.status[3],
                 (unsigned long)r.status[4], (unsigned long)r.status[5]);
+    json_new_sessions(b, cl, now);
+    sbuf_printf(b, "}");
 }
 
 #define COUNTER(name) {#name, offsetof(struct stats_counters, name)}
@@ -185,6 +229,15 @@ static uint64_t field(const struct stats_counters *c, size_t off)
     return *(const uint64_t *)((const char *)c + off);
 }
 
+size_t stats_counter_count(void) { return ARRAY_LEN(counter_fields); }
+
+const char *stats_counter_name(size_t i) { return counter_fields[i].name; }
+
+uint64_t stats_counter_value(const struct stats_counters *c, size_t i)
+{
+    return field(c, counter_fields[i].off);
+}
+
 static void stats_json(struct sbuf *b)
 {
     ev_tstamp now = ev_time();
@@ -203,7 +256,7 @@ static void stats_json(struct sbuf *b)
     sbuf_printf(b, "], \"listeners\": [");
     for (int i = 0; i < cf->nlsns; i++) {
         sbuf_add(b, i ? ", " : "", i ? 2 : 0);
-        json_listener(b, &cf->lsns[i]);
+        json_listener(b, &cf->lsns[i], ev_now(gw.loop));
     }
     struct redis_status rs;
     redis_status(&rs);
@@ -226,11 +279,13 @@ static void stats_json(struct sbuf *b)
                 "\"checks_total\": %lu, \"dns_queries_total\": %lu}, \"protocols\": {"
                 "\"h1\": {\"connections_total\": %lu, \"requests_total\": %lu}, "
                 "\"h2\": {\"connections_total\": %lu, \"requests_total\": %lu, "
-                "\"streams_active\": %lu}}}\n",
+                "\"streams_active\": %lu}}, ",
                 (int)c.held_now, (unsigned long)buf_in_use(), (unsigned long)c.pooled_now, check_total(),
                 dns_queries_total(), (unsigned long)bp.conns[0], (unsigned long)bp.reqs[0],
                 (unsigned long)bp.conns[1], (unsigned long)bp.reqs[1],
                 (unsigned long)c.h2_streams_active);
+    rates_json(b);
+    sbuf_printf(b, "}\n");
 }
 
 /* ---- Prometheus ---- */
@@ -279,7 +334,7 @@ static void prom_datacenters(struct sbuf *b)
                     g->dcs[i]->healthy);
     prom_head(b, "datacenter_rtt_seconds", "gauge", "EWMA of check round trips");
     for (int i = 0; i < g->ndcs; i++)
-        if (g->dcs[i]->rtt_ms >= 0)
+        if (g->dcs[i]->healthy && g->dcs[i]->rtt_ms >= 0)
             sbuf_printf(b, "edgegate_datacenter_rtt_seconds{dc=\"%s\"} %.6f\n", g->dcs[i]->name,
                         g->dcs[i]->rtt_ms / 1000);
     prom_head(b, "datacenter_new_sessions_given_away", "gauge",
@@ -428,12 +483,6 @@ static void metrics(struct sbuf *b)
     control_metrics(b);
 }
 
-/* ---- HTML ---- */
-
-static const char page[] =
-#include "stats_page.inc"
-    ;
-
 /* ---- requests ---- */
 
 static void mconn_free(struct mconn *c)
@@ -524,7 +573,7 @@ static void route(struct mconn *c)
         metrics(&body);
         respond(c, 200, "text/plain; version=0.0.4", &body);
     } else if (PATH_IS("/")) {
-        sbuf_add(&body, page, sizeof(page) - 1);
+        stats_page(&body);
         respond(c, 200, "text/html; charset=utf-8", &body);
     } else {
         sbuf_printf(&body, "not found\n");
@@ -674,6 +723,7 @@ int stats_server_apply(const struct conf *c, bool reuseport, char *err, size_t e
 {
     if (!c->stats_on) {
         stats_server_close();
+        rates_stop();
         set_token(c);
         return EG_OK;
     }
@@ -689,6 +739,7 @@ int stats_server_apply(const struct conf *c, bool reuseport, char *err, size_t e
     }
     stats_server_close();
     set_token(c);
+    rates_start(gw.loop);
     if (!token[0] && !is_loopback(&c->stats_addr))
         log_warn("stats on a non-loopback address without stats_token: anyone who can "
                  "reach it reads it");

@@ -140,6 +140,41 @@ static int gw_start(struct conf *c)
     return 0;
 }
 
+int gw_logs_prepare(const struct conf *c, struct gw_logs *l, struct conf_errs *errs)
+{
+    conf_log_targets(c, &l->t[LOG_MAIN], &l->t[LOG_ACCESS]);
+    for (int i = LOG_MAIN; i <= LOG_ACCESS; i++) {
+        char err[EG_ERRLEN];
+        l->fd[i] = -1;
+        l->change[i] = log_changes(i, &l->t[i]);
+        if (l->change[i] && log_target_open(&l->t[i], &l->fd[i], err, sizeof(err)) != EG_OK) {
+            const struct conf_loc *at = i == LOG_MAIN ? &c->log_at : &c->access_log_at;
+            conf_errs_add(errs, at->file, at->line, "\"%s\": %s",
+                          i == LOG_MAIN ? "log" : "access_log", err);
+            l->change[i] = false;
+            gw_logs_discard(l);
+            return EG_ERR;
+        }
+    }
+    return EG_OK;
+}
+
+void gw_logs_apply(struct gw_logs *l)
+{
+    for (int i = LOG_MAIN; i <= LOG_ACCESS; i++)
+        if (l->change[i])
+            log_use(i, &l->t[i], l->fd[i]);
+}
+
+void gw_logs_discard(struct gw_logs *l)
+{
+    for (int i = LOG_MAIN; i <= LOG_ACCESS; i++)
+        if (l->fd[i] >= 0) {
+            close(l->fd[i]);
+            l->fd[i] = -1;
+        }
+}
+
 struct conf *gw_load_checked(const char *file, struct conf_errs *errs)
 {
     bool unreadable = false;
@@ -170,9 +205,16 @@ void gw_reload(void)
     }
     if (c->buffer_size != gw.gen->conf->buffer_size)
         log_warn("buffer_size changes take effect at the next restart");
+    struct gw_logs logs;
+    if (gw_logs_prepare(c, &logs, &errs) != EG_OK) {
+        conf_free(c);
+        gw_reload_failed(&errs, "still running the previous configuration");
+        return;
+    }
     bool unreadable = false;
     struct gen *g = gen_create(c, gw.gen, &errs, &unreadable); /* loads certificates */
     if (!g) {
+        gw_logs_discard(&logs);
         gw_reload_failed(&errs, "still running the previous configuration");
         return;
     }
@@ -184,6 +226,7 @@ void gw_reload(void)
         log_err("%s", err);
         log_err("reload failed: still running the previous configuration");
         counters->reload_failures_total++;
+        gw_logs_discard(&logs);
         gen_retire(g);
         gen_unref(g);
         return;
@@ -198,6 +241,7 @@ void gw_reload(void)
     fleet_configure(c); /* re-reads the fleet's operator state */
     access_log_format = access_log_of(c->access_log);
     log_level = c->log_level;
+    gw_logs_apply(&logs);
     if (gw.workers == 1) /* with workers, the master counts reloads */
         counters->reloads_total++;
     log_info("configuration reloaded (generation %u)", g->id);
@@ -263,9 +307,9 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         break;
     case SIGUSR1:
         if (log_reopen() != EG_OK)
-            log_err("cannot reopen the log file: %s", strerror(errno));
+            log_err("cannot reopen a log file: %s", strerror(errno));
         else
-            log_info("log file reopened");
+            log_info("log files reopened");
         break;
     default:
         gw_drain();

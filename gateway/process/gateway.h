@@ -17,6 +17,16 @@ void gw_reload(void);
 /* A configuration from FILE, certificates checked too (-t, the master's
  * reload), or NULL with every error in ERRS. */
 struct conf *gw_load_checked(const char *file, struct conf_errs *errs);
+/* A reload's log targets, opened ahead so that one that cannot be opened
+ * fails the reload; applied (or discarded) once the rest is decided. */
+struct gw_logs {
+    struct log_target t[2];     /* by enum log_sink_id; strings in the configuration */
+    int fd[2];
+    bool change[2];
+};
+int gw_logs_prepare(const struct conf *c, struct gw_logs *l, struct conf_errs *errs);
+void gw_logs_apply(struct gw_logs *l);
+void gw_logs_discard(struct gw_logs *l);
 /* Logs and counts a reload that could not be applied. */
 void gw_reload_failed(struct conf_errs *errs, const char *what);
 /* SIGTERM/SIGINT: stop accepting, let connections finish, then break the

@@ -109,6 +109,23 @@ static int write_pid(const char *file)
     return EG_OK;
 }
 
+/* The log and the access log, before the process becomes a daemon: a
+ * target that cannot be opened is said on the terminal. */
+static int open_logs(const struct conf *c)
+{
+    struct log_target t[2];
+    char err[EG_ERRLEN];
+    conf_log_targets(c, &t[LOG_MAIN], &t[LOG_ACCESS]);
+    for (int i = LOG_MAIN; i <= LOG_ACCESS; i++)
+        if (log_open(i, &t[i], err, sizeof(err)) != EG_OK) {
+            const struct conf_loc *at = i == LOG_MAIN ? &c->log_at : &c->access_log_at;
+            fprintf(stderr, "%s:%d: \"%s\": %s\n", at->file, at->line,
+                    i == LOG_MAIN ? "log" : "access_log", err);
+            return EG_ERR;
+        }
+    return EG_OK;
+}
+
 int main(int argc, char **argv)
 {
     const char *file = DEFAULT_CONF;
@@ -149,9 +166,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     log_level = c->log_level;
-    if (c->log_file && log_open(c->log_file) != EG_OK) {
-        fprintf(stderr, "%s:%d: \"log\": cannot open %s: %s\n", c->log_at.file, c->log_at.line,
-                c->log_file, strerror(errno));
+    if (open_logs(c) != EG_OK) {
         conf_free(c);
         free(abs_file);
         return EXIT_RUNTIME;

@@ -194,6 +194,14 @@ static void reload(void)
         gw_reload_failed(&errs, "the workers keep the previous configuration");
         return;
     }
+    struct gw_logs logs;
+    if (gw_logs_prepare(c, &logs, &errs) != EG_OK) {
+        conf_free(c);
+        gw_reload_failed(&errs, "the workers keep the previous configuration");
+        return;
+    }
+    gw_logs_apply(&logs);
+    log_level = c->log_level;
     int n = c->workers ? c->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n != nworkers)
         log_warn("workers %d: takes effect at the next restart (running %d)", n, nworkers);
@@ -261,7 +269,7 @@ int master_run(struct conf *c, const char *file, int n)
             break;
         case SIGUSR1:
             if (log_reopen() != EG_OK)
-                log_err("cannot reopen the log file: %s", strerror(errno));
+                log_err("cannot reopen a log file: %s", strerror(errno));
             signal_all(SIGUSR1);
             break;
         case SIGTERM:

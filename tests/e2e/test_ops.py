@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import (EG_BIN, dc_state, ROOT, RawHTTP, free_port, http_get, listening, stats, wait_listen,
+from conftest import (EG_BIN, dc_state, RawHTTP, free_port, http_get, listening, stats, wait_listen,
                       wait_until)
 
 
@@ -203,6 +203,19 @@ def test_metrics_parse_with_prometheus_client(env):
     assert fams["edgegate_listener_responses"].type == "counter"
 
 
+def test_every_metric_is_in_the_operators_guide(env):
+    a = env.dcsim("ams")
+    port, sp = free_port(), free_port()
+    env.gateway(f"stats 127.0.0.1:{sp};\ndatacenter ams {{ server {a.addr}; }}\n"
+                f"listener web {{ listen 127.0.0.1:{port}; }}\n", wait=[port])
+    names = re.findall(r"^# TYPE (edgegate_\w+) ", http_get(sp, "/metrics")[2].decode(), re.M)
+    assert len(names) > 50
+    guide = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs",
+                              "operations.md")).read()
+    missing = [n for n in names if f"`{n}`" not in guide and f"`{n}{{" not in guide]
+    assert missing == [], "add them to docs/operations.md (Metrics reference)"
+
+
 def test_stats_json_has_the_contract_fields(env):
     a = env.dcsim("ams")
     port, sp = free_port(), free_port()
@@ -235,36 +248,6 @@ def test_stats_token(env):
     assert http_get(sp, "/stats", {"Authorization": "Bearer s3cret-token"})[0] == 200
     assert http_get(sp, "/?token=s3cret-token")[0] == 200
     assert http_get(sp, "/healthz")[0] == 200
-
-
-def test_html_page_renders_in_headless_chromium(env):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "chromium is installed by make test (tools/deps.sh)"
-    a, b = env.dcsim("ams"), env.dcsim("fra")
-    port, sp = free_port(), free_port()
-    env.gateway(f"stats 127.0.0.1:{sp};\n"
-                f"datacenter ams {{ server {a.addr}; check http /health interval 200ms; }}\n"
-                f"datacenter fra {{ priority 2; server {b.addr}; server 127.0.0.1:{free_port()}; "
-                "check tcp interval 200ms; }\n"
-                f"listener web {{ listen 127.0.0.1:{port}; }}\n", wait=[port])
-    wait_until(lambda: stats(sp)["datacenters"][1]["servers_up"] == 1, what="checks ran")
-    for i in range(10):
-        http_get(port, f"/p{i}")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={env.path('chromium')}", "--virtual-time-budget=3000"]
-    url = f"http://127.0.0.1:{sp}/"
-    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True,
-                         timeout=60).stdout
-    # What the page's script rendered from /stats, not just its template.
-    assert "ams" in dom and "fra" in dom and ">UP<" in dom
-    assert a.addr in dom and "version 0.1.0" in dom
-    shot = os.path.join(ROOT, "build", "stats-page.png")
-    if os.path.exists(shot):
-        os.unlink(shot)
-    subprocess.run([chromium, *flags, "--window-size=1280,900", f"--screenshot={shot}", url],
-                   capture_output=True, timeout=60)
-    assert os.path.getsize(shot) > 10000
 
 
 def test_access_log_lines(env):

@@ -468,6 +468,59 @@ static void bad_keyword_value(void **state)
     expect_error("log loud;\n" DC LSN, 1, "\"log\": expected a level");
 }
 
+static void printed_configuration_parses_back(const char *text);
+
+/* log [FILE | syslog [FACILITY]] LEVEL; access_log off | on|json [FILE |
+ * syslog [FACILITY]]; syslog socket PATH format rfc3164|rfc5424. */
+static void log_targets(void **state)
+{
+    (void)state;
+    struct log_target l, a;
+    struct conf *c = expect_ok("log syslog warn;\naccess_log json /var/log/eg/access.log;\n" DC LSN);
+    assert_true(c->log_syslog);
+    assert_int_equal(c->log_level, LOG_WARN);
+    conf_log_targets(c, &l, &a);
+    assert_int_equal(l.to, LOG_TO_SYSLOG);
+    assert_int_equal(l.facility, 3); /* daemon */
+    assert_string_equal(l.socket, "/dev/log");
+    assert_int_equal(l.format, LOG_RFC3164);
+    assert_int_equal(a.to, LOG_TO_FILE);
+    assert_string_equal(a.file, "/var/log/eg/access.log");
+    assert_int_equal(c->access_log, CONF_ACCESS_LOG_JSON);
+    conf_free(c);
+
+    c = expect_ok("log /var/log/e.log info;\naccess_log on syslog local5;\n"
+                  "syslog socket /run/rsyslog.sock format rfc5424;\n" DC LSN);
+    conf_log_targets(c, &l, &a);
+    assert_int_equal(l.to, LOG_TO_FILE);
+    assert_int_equal(a.to, LOG_TO_SYSLOG);
+    assert_int_equal(a.facility, 21);
+    assert_string_equal(a.socket, "/run/rsyslog.sock");
+    assert_int_equal(a.format, LOG_RFC5424);
+    conf_free(c);
+
+    /* Without a target, the access log goes into the log; the last `log`
+     * written says everything. */
+    c = expect_ok("log syslog local0 debug;\nlog info;\naccess_log on;\n" DC LSN);
+    conf_log_targets(c, &l, &a);
+    assert_int_equal(l.to, LOG_TO_STDERR);
+    assert_int_equal(a.to, LOG_TO_LOG);
+    conf_free(c);
+    printed_configuration_parses_back("log syslog local7 error;\naccess_log json syslog user;\n"
+                                      "syslog format rfc5424;\n" DC LSN);
+    printed_configuration_parses_back("access_log on \"/var/log/a b.log\";\n" DC LSN);
+
+    expect_error("log syslog loud info;\n" DC LSN, 1, "\"log\": expected a syslog facility");
+    expect_error("log var.log info;\n" DC LSN, 1, "expected an absolute file path, or syslog");
+    expect_error("log /a /b info;\n" DC LSN, 1, "expected one FILE, or: syslog [FACILITY]");
+    expect_error("access_log off /x.log;\n" DC LSN, 1, "\"off\" takes no target");
+    expect_error("access_log loud;\n" DC LSN, 1, "expected off, on or json");
+    expect_error("access_log on x.log;\n" DC LSN, 1, "expected an absolute file path");
+    expect_error("access_log on syslog local9;\n" DC LSN, 1, "expected a syslog facility");
+    expect_error("syslog socket dev/log;\n" DC LSN, 1, "expected an absolute file path");
+    expect_error("syslog format rfc9999;\n" DC LSN, 1, "expected rfc3164 or rfc5424");
+}
+
 static void unknown_datacenter_in_datacenters(void **state)
 {
     (void)state;
@@ -1338,13 +1391,15 @@ static void log_file_in_a_missing_directory(void **state)
 {
     (void)state;
     struct conf *c = expect_ok("log /nonexistent-dir/edgegate.log info;\n"
-                               "pid /nonexistent-dir/edgegate.pid;\n" DC LSN);
+                               "pid /nonexistent-dir/edgegate.pid;\n"
+                               "access_log json /nonexistent-dir/access.log;\n" DC LSN);
     struct conf_errs e = {0};
     assert_int_equal(conf_check_files(c, &e), -1);
     if (!has_error(&e, 1, "\"log\": cannot open /nonexistent-dir/edgegate.log: No such file"))
         print_error("%s", e.text);
     assert_true(has_error(&e, 1, "\"log\": cannot open /nonexistent-dir/edgegate.log: No such"));
     assert_true(has_error(&e, 2, "\"pid\": cannot create /nonexistent-dir/edgegate.pid"));
+    assert_true(has_error(&e, 3, "\"access_log\": cannot open /nonexistent-dir/access.log"));
     conf_errs_free(&e);
     conf_free(c);
 }
@@ -1594,6 +1649,7 @@ int main(void)
         cmocka_unit_test(print_round_trips),
         cmocka_unit_test(print_fills_in_every_default),
         cmocka_unit_test(durations_print_back_to_themselves),
+        cmocka_unit_test(log_targets),
         cmocka_unit_test(log_file_in_a_missing_directory),
         cmocka_unit_test(log_file_in_a_writable_directory),
         cmocka_unit_test(checked_in_reference_is_generated),
