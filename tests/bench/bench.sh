@@ -187,6 +187,7 @@ stop $w1; stop $w2
 
 # ---- the report ----
 mkdir -p $out
+cp $res $out/bench-raw.txt; cp $cmds $out/bench-commands.txt   # to redo the report
 python3 tests/bench/report.py $res $cmds $out "$rounds" "$secs" "$mrounds" \
     "$(( $(date +%s) - t_start ))"
 echo "wrote $out/bench.md and $out/bench.png in $(( $(date +%s) - t_start )) s"

@@ -10,7 +10,8 @@
 #   massif      the heap of 2,000 idle plain and 500 idle TLS clients, by
 #               allocation site
 # Summaries on standard output; full reports in OUTDIR.
-# Usage: tests/bench/profile.sh [SECONDS] [OUTDIR]   (default 5, build/profile)
+# Usage: tests/bench/profile.sh [SECONDS] [OUTDIR]   (default 5, build/profile;
+# SECTIONS="callgrind strace perf massif": the parts to run)
 # Needs valgrind, linux-perf and strace.
 set -e
 cd "$(dirname "$0")/../.."
@@ -20,7 +21,8 @@ tools="valgrind callgrind_control callgrind_annotate ms_print perf strace"
 maxconn=9900
 . tests/bench/setup.sh
 mkdir -p $pout
-rm -f $pout/callgrind.* $pout/massif.*
+sections=${SECTIONS:-callgrind strace perf massif}
+on() { case " $sections " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 wait_port $NGX; wait_port $SINK
 
 load_run() { # PORT SECONDS keepalive|close: wrk's report
@@ -36,8 +38,9 @@ ports() { # edgegate|haproxy -> "CONFIG HTTP TLS BULK CONN"
     else echo "$dir/ha.cfg $HA_HTTP $HA_TLS $HA_BULK $HA_CONN"; fi
 }
 
-echo "== callgrind: user-space instructions per request ($secs s of wrk -c64 each)"
-for side in edgegate haproxy; do
+on callgrind && echo "== callgrind: user-space instructions per request ($secs s of wrk -c64 each)"
+on callgrind && rm -f $pout/callgrind.*
+on callgrind && for side in edgegate haproxy; do
     set -- $(ports $side)
     WAIT=600 WRAP="valgrind --log-file=$pout/valgrind.log --tool=callgrind --callgrind-out-file=$pout/callgrind.$side" \
         start $side $1 $5
@@ -57,8 +60,8 @@ for side in edgegate haproxy; do
     stop $ppid
 done
 
-echo "== strace -c: system calls per request ($secs s of wrk -c64)"
-for side in edgegate haproxy; do
+on strace && echo "== strace -c: system calls per request ($secs s of wrk -c64)"
+on strace && for side in edgegate haproxy; do
     set -- $(ports $side)
     start $side $1 $5
     load_run $2 1 keepalive >/dev/null
@@ -72,8 +75,8 @@ for side in edgegate haproxy; do
     stop $ppid
 done
 
-echo "== perf: where the CPU time goes (cpu-clock, $secs s)"
-for side in edgegate haproxy; do
+on perf && echo "== perf: where the CPU time goes (cpu-clock, $secs s)"
+on perf && for side in edgegate haproxy; do
     set -- $(ports $side)
     start $side $1 $5
     load_run $2 1 keepalive >/dev/null
@@ -100,13 +103,14 @@ for side in edgegate haproxy; do
     stop $ppid
 done
 
-echo "== massif: heap of idle clients, by allocation site"
-for side in edgegate haproxy; do
+on massif && echo "== massif: heap of idle clients, by allocation site"
+on massif && for side in edgegate haproxy; do
     set -- $(ports $side)
     for kind in plain tls; do
         if [ $kind = plain ]; then p=$2; n=2000; extra=""; else p=$3; n=500; extra=tls; fi
         WAIT=600 WRAP="valgrind --log-file=$pout/valgrind.log --tool=massif --massif-out-file=$pout/massif.$side.$kind.out" \
             start $side $1 $5
+        WAIT=600 wait_port $p
         taskset -c 0 build/benchtool idle $p $ppid $n $extra warmup 64 >/dev/null
         stop $ppid
         echo "$side $kind, $n idle clients: heap by allocation site, per client" \

@@ -258,7 +258,8 @@ set logscale x
 set xrange [700:140000]
 set xlabel "idle client connections"
 set ylabel "bytes per connection"
-set key top right
+set key at graph 0.98, graph 0.8 right
+set yrange [0:*]
 set grid
 plot "{dat}/curve.dat" using 1:2 with linespoints lw 2 pt 7 title "edgegate (VmRSS)", \\
      "" using 1:3 with linespoints lw 2 pt 5 title "HAProxy (VmRSS)", \\
@@ -269,10 +270,12 @@ set title "edgegate / HAProxy (throughput: above 1 is better; p99, CPU, bytes: b
 set style data histograms
 set style fill solid 0.7
 set boxwidth 0.7
-set yrange [0:*]
+set logscale y 2
+set yrange [0.125:8]
+set ytics ("1/8" 0.125, "1/4" 0.25, "1/2" 0.5, "1" 1, "2" 2, "4" 4, "8" 8)
 set xtics rotate by -40
 unset xlabel
-set ylabel "ratio"
+set ylabel "ratio (log scale)"
 unset key
 plot "{dat}/ratios.dat" using 2:xtic(1) lc rgb "#3060a0", 1 with lines lc rgb "red" lw 2
 unset multiplot
