@@ -24,7 +24,8 @@ cd "$(dirname "$0")/../.."
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then rounds=3; secs=2; else rounds=5; secs=3; fi
 rounds=${BENCH_ROUNDS:-$rounds}; secs=${BENCH_SECS:-$secs}
-mrounds=${BENCH_MROUNDS:-3}      # memory rounds: a fresh process each
+mrounds=${BENCH_MROUNDS:-2}      # memory rounds, a fresh process each (they vary by < 0.1 %)
+tsecs=2                          # each tcp run
 idle_stages=${BENCH_STAGES:-1000,9000}          # one process per proxy
 idle_stages_mp=${BENCH_STAGES_MP-10000,100000}  # 12 processes per proxy
 tools=gnuplot
@@ -88,8 +89,8 @@ for p in $eg:$EG_HTTP $ha:$HA_HTTP; do wrk_run ${p%:*} ${p#*:} 1 >/dev/null; don
 
 cmd "keep-alive requests/s, p99" "taskset -c 0 wrk -t1 -c64 -d${secs}s --latency http://127.0.0.1:PORT/"
 cmd "new-connection requests/s" "taskset -c 0 wrk -t1 -c64 -d${secs}s --latency -H 'Connection: close' http://127.0.0.1:PORT/"
-cmd "tcp bulk MB/s" "taskset -c 0 build/benchtool bulk PORT $secs 4   (into build/benchtool serve PORT sink)"
-cmd "tcp connections/s" "taskset -c 0 build/benchtool connrate PORT $secs 64   (through to build/benchtool serve PORT echo)"
+cmd "tcp bulk MB/s" "taskset -c 0 build/benchtool bulk PORT $tsecs 4   (into build/benchtool serve PORT sink)"
+cmd "tcp connections/s" "taskset -c 0 build/benchtool connrate PORT $tsecs 64   (through to build/benchtool serve PORT echo)"
 for r in $(seq $rounds); do
     phase "round $r/$rounds"
     # Who goes first alternates too, so that neither always follows the other.
@@ -99,8 +100,8 @@ for r in $(seq $rounds); do
         else p=$ha; H=$HA_HTTP; B=$HA_BULK; C=$HA_CONN; fi
         record "keepalive $side $r $(wrk_run $p $H $secs)"
         record "close $side $r $(wrk_run $p $H $secs 'Connection: close')"
-        record "tcp_bulk $side $r $(tool_run $p bulk $B $secs 4)"
-        record "tcp_conn $side $r $(tool_run $p connrate $C $secs 64)"
+        record "tcp_bulk $side $r $(tool_run $p bulk $B $tsecs 4)"
+        record "tcp_conn $side $r $(tool_run $p connrate $C $tsecs 64)"
     done
 done
 stop $eg; stop $ha
@@ -171,16 +172,21 @@ done
 
 # ---- workers 2 against workers 1: edgegate alone, on any core ----
 cmd "workers 2 / workers 1" "taskset -c 0 wrk -t1 -c64 -d${secs}s --latency http://127.0.0.1:PORT/   (edgegate not pinned)"
+cmd "load side's ceiling" "taskset -c 0 wrk -t1 -c64 -d${secs}s --latency http://127.0.0.1:NGINX-PORT/   (nginx directly, in the workers rounds)"
 CPUS=0-1 start edgegate $dir/eg-w1.conf $EG_W1; w1=$ppid
 CPUS=0-1 start edgegate $dir/eg-w2.conf $EG_W2; w2=$ppid
 sleep 0.5   # the master's workers
 for p in $w1:$EG_W1 $w2:$EG_W2; do wrk_run ${p%:*} ${p#*:} 1 >/dev/null; done
 for r in $(seq $rounds); do
     phase "workers round $r/$rounds"
-    if [ $((r % 2)) = 1 ]; then order="1 2"; else order="2 1"; fi
+    if [ $((r % 2)) = 1 ]; then order="1 2 d"; else order="d 2 1"; fi
     for w in $order; do
-        if [ $w = 1 ]; then record "workers w1 $r $(wrk_run $w1 $EG_W1 $secs)"
-        else record "workers w2 $r $(wrk_run $w2 $EG_W2 $secs)"; fi
+        case $w in
+        1) record "workers w1 $r $(wrk_run $w1 $EG_W1 $secs)" ;;
+        2) record "workers w2 $r $(wrk_run $w2 $EG_W2 $secs)" ;;
+        # nginx alone: what wrk and nginx on core 0 can do without a proxy
+        d) record "workers direct $r $(wrk_run $ngx $NGX $secs)" ;;
+        esac
     done
 done
 stop $w1; stop $w2

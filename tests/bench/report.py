@@ -174,6 +174,12 @@ rows.append(("edgegate workers 2 / workers 1, keep-alive requests/s (not pinned)
              f"core 0, edgegate's workers may run on either core"))
 if ratio(w2, w1):
     ratios.append(("workers 2/1", ratio(w2, w1)))
+wd = med("workers", "direct", "rps")
+if wd:
+    rows.append(("ceiling of the load side: wrk straight to nginx, both on core 0", "req/s",
+                 fmt(wd), "", "", "", f"range {spread('workers', 'direct', 'rps') or '-'}; "
+                 "no proxy run can beat it: nearer it, the rates say more about core 0 than "
+                 "about the proxy"))
 
 loads = [r["load"] for k, rs in runs.items() for r in rs if "load" in r]
 cpus = {s: [r["cpu"] for (f, side), rs in runs.items() if side == s and f == "keepalive"
@@ -191,9 +197,9 @@ w(f"- machine: {platform.node()}, {os.cpu_count()} cores ({model}), {meminfo}, "
   f"Linux {platform.release()}")
 w(f"- {sh('haproxy -v | head -1')}; {sh('nginx -v 2>&1')}; "
   f"{sh('wrk -v 2>&1 | head -1').split(' Copyright')[0]}")
-w(f"- rounds: {rounds} of {secs} s per figure and side, the sides alternating (and which "
-  f"goes first); memory: {mrounds} rounds, a fresh process each; idle curve: one run per "
-  f"side. Whole run: {elapsed} s.")
+w(f"- rounds: {rounds} of {secs} s per figure and side (tcp: 2 s), the sides alternating "
+  f"(and which goes first); memory: {mrounds} rounds, a fresh process each; idle curve: one "
+  f"run per side. Whole run: {elapsed} s.")
 if loads:
     w(f"- load average (1 min) before the runs: min {min(loads):.2f}, median "
       f"{statistics.median(loads):.2f}, max {max(loads):.2f} on 2 cores; under keep-alive "

@@ -37,7 +37,7 @@ http {
     }
 }
 CONF
-taskset -c 0 nginx -p $dir/ngx -c $dir/ngx/nginx.conf -e $dir/ngx/error.log & pids="$pids $!"
+taskset -c 0 nginx -p $dir/ngx -c $dir/ngx/nginx.conf -e $dir/ngx/error.log & ngx=$!; pids="$pids $ngx"
 taskset -c 0 build/benchtool serve $SINK sink & pids="$pids $!"
 taskset -c 0 build/benchtool serve $ECHO echo & pids="$pids $!"
 
