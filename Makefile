@@ -27,7 +27,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 HDRS := $(foreach d,$(LAYERS),$(wildcard $(d)/*.h)) $(B)/gen/stats_page.inc
 
 .PHONY: all run test unit e2e fuzz fuzz-corpus fuzz-smoke asan install deb clean deps-build deps-test layers \
-        reference chaos chaos-short soak
+        reference chaos chaos-short soak bench
 
 all: $(B)/edgegate $(B)/edgegatectl $(B)/dcsim
 
@@ -138,6 +138,14 @@ chaos-short: all $(B)/asan/edgegate
 SOAK_SECONDS ?= 600
 soak: all
 	/usr/bin/python3 tests/chaos/soak.py --seconds $(SOAK_SECONDS)
+
+# edgegate against HAProxy (not part of test): build/bench.md, build/bench.png.
+# BENCH_QUICK=1 for 3 rounds instead of 5. See tests/bench/bench.sh.
+$(B)/benchtool: tests/bench/benchtool.c
+	$(CC) $(CFLAGS) -o $@ $< -lssl -lcrypto
+
+bench: deps-test all $(B)/benchtool
+	tests/bench/bench.sh
 
 run: 
 	@tools/deps.sh run

@@ -6,11 +6,12 @@ set -e
 
 build="gcc make libev-dev libssl-dev libhiredis-dev libc-ares-dev libnghttp2-dev"
 run="$build redis-server curl"
-# lintian, logrotate, systemd (systemd-analyze) and man-db: the packaging tests.
+# lintian, logrotate, systemd (systemd-analyze) and man-db: the packaging tests;
+# gnuplot-nox: the plot of `make bench`.
 test="$build libcmocka-dev python3-pytest python3-redis python3-prometheus-client \
  redis-server redis-sentinel nginx-light haproxy wrk nghttp2-client curl openssl socat clang \
  libclang-rt-14-dev iproute2 procps chromium fonts-dejavu-core \
- lintian logrotate systemd man-db nghttp2-client python3-h2"
+ lintian logrotate systemd man-db python3-h2 gnuplot-nox"
 
 case "${1:-build}" in
 build) want=$build ;;
