@@ -23,6 +23,7 @@ enum conf_check_type { CHECK_NONE, CHECK_TCP, CHECK_HTTP, CHECK_TLS };
 enum conf_send_proxy { SEND_PROXY_OFF, SEND_PROXY_V1, SEND_PROXY_V2 };
 /* Whether a session may leave its datacenter while that one is down. */
 enum conf_pin { PIN_PREFER, PIN_STRICT };
+enum conf_on_down { ON_DOWN_CLOSE, ON_DOWN_KEEP };
 enum conf_access_log { CONF_ACCESS_LOG_OFF, CONF_ACCESS_LOG_KV, CONF_ACCESS_LOG_JSON };
 
 /* Where a directive was written, for errors found once the file is parsed.
@@ -126,6 +127,7 @@ struct conf_listener {
     size_t body_min_rate;   /* http: bytes per second a request body must keep up (0: off) */
     size_t buffer_request;  /* http: body bytes received before a server is chosen (0: off) */
     enum conf_pin pin;      /* affinity prefer|strict */
+    enum conf_on_down on_down; /* tunnels to a server marked down: close|keep */
     double handshake_timeout;
     double request_timeout; /* http: a request head must arrive within it */
     double response_timeout;/* http: the first response byte must arrive within it */

@@ -19,6 +19,7 @@ static const struct conf_enum syslog_formats[] = {
 };
 static const struct conf_enum modes[] = {{"http", MODE_HTTP}, {"tcp", MODE_TCP}, {NULL, 0}};
 static const struct conf_enum pins[] = {{"prefer", PIN_PREFER}, {"strict", PIN_STRICT}, {NULL, 0}};
+static const struct conf_enum on_downs[] = {{"close", ON_DOWN_CLOSE}, {"keep", ON_DOWN_KEEP}, {NULL, 0}};
 static const struct conf_enum proxy_versions[] = {
     {"v1", SEND_PROXY_V1}, {"v2", SEND_PROXY_V2}, {"off", SEND_PROXY_OFF}, {NULL, 0},
 };
@@ -284,6 +285,11 @@ const struct conf_directive conf_directives[] = {
      CONF_AT(struct conf_listener, pin),
      .help = "prefer: a session follows to the nearest healthy datacenter while its own is "
              "down; strict: it never moves (held, or 503)"},
+    {.name = "on_down", .ctx = CTX_LSN, .kind = KIND_ENUM, .values = on_downs, .def = "close",
+     CONF_AT(struct conf_listener, on_down),
+     .help = "what a tunnel (tcp stream, WebSocket) to a server marked down becomes: close: it "
+             "is closed so that the client reconnects to a healthy datacenter; keep: it is left "
+             "to run (a server that is only unreachable for checks may still carry it)"},
     {.name = "handshake_timeout", .ctx = CTX_LSN, .kind = KIND_DURATION, .flags = F_POSITIVE,
      .def = "10s", CONF_AT(struct conf_listener, handshake_timeout),
      .help = "the TLS handshake (and PROXY header) must complete within it"},

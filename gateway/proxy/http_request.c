@@ -290,13 +290,16 @@ static void on_server_io(struct attempt *a, bool rd, bool wr)
 
 /* The server was marked down. A request none of whose answer reached the
  * client moves (replayed when it may be, else a 502 saying it may have been
- * processed); a tunnel is closed so that the client reconnects elsewhere; a
+ * processed); a tunnel is closed so that the client reconnects elsewhere
+ * (unless on_down keep); a
  * response already on its way is left to finish. */
 static void on_server_down(struct attempt *a)
 {
     struct http_session *s = session_of(a);
-    if (s->phase == PHASE_TUNNEL)
-        http_free(s, true);
+    if (s->phase == PHASE_TUNNEL) {
+        if (s->c.cl->on_down == ON_DOWN_CLOSE)
+            http_free(s, true);
+    }
     else if (!s->x->resp_started)
         attempt_failed(a, FAULT_DOWN, 502);
 }

@@ -142,14 +142,15 @@ static void on_server_io(struct attempt *a, bool rd, bool wr)
 }
 
 /* The server was marked down: a connection it has not spoken on yet moves
- * to another server; a stream is closed, so that the client reconnects to
- * a healthy datacenter rather than wait on a dead one. */
+ * to another server; a stream is closed (on_down close, the default), so
+ * that the client reconnects to a healthy datacenter rather than wait on a
+ * dead one. */
 static void on_server_down(struct attempt *a)
 {
     struct tcp_session *t = container_of(a, struct tcp_session, a);
     if (replayable(a))
         attempt_failed(a, FAULT_DOWN, 502);
-    else
+    else if (t->c.cl->on_down == ON_DOWN_CLOSE)
         tcp_free(t, true, "server down");
 }
 

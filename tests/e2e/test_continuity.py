@@ -2,6 +2,7 @@
 its down verdict moves at once (replayed, answered, or closed), instead of
 waiting for response_timeout."""
 
+import json
 import signal
 import socket
 import threading
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import RawHTTP, dc_state, free_port, stats, wait_until
+from conftest import RawHTTP, dc_state, free_port, http_get, stats, wait_until
 from helper_ws import TEXT, WSClient
 
 FAST = "check http /health interval 100ms timeout 100ms rise 2 fall 2;"
@@ -168,6 +169,33 @@ def test_websocket_tunnel_is_closed_at_the_down_verdict(env):
     took = time.time() - t0
     ams.send(signal.SIGCONT)
     assert closed and took < 1.5, took
+
+
+@pytest.mark.parametrize("on_down", ["close", "keep"])
+def test_on_down_decides_what_a_tunnel_to_a_downed_server_becomes(env, on_down):
+    """An operator marks the datacenter down while its process still
+    answers: with on_down close the stream is closed at once, with keep it
+    goes on carrying bytes to the same server."""
+    _, _, port, sp = two_dcs(env, mode="tcp", delay=None, extra=f"on_down {on_down};")
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert b"dc=ams" in s.recv(1000)
+    status, _, _ = http_get(sp, "/control/dcs/ams", method="PUT",
+                            body=json.dumps({"state": "down"}).encode(),
+                            headers={"Content-Type": "application/json"})
+    assert status == 200
+    wait_until(lambda: not dc_state(sp, "ams")["healthy"], what="ams down")
+    if on_down == "close":
+        s.settimeout(2)
+        try:
+            closed = s.recv(100) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed
+    else:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert b"dc=ams" in s.recv(1000)
+    s.close()
 
 
 def test_a_datacenter_going_down_moves_what_its_other_servers_carry(env):
