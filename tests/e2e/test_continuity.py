@@ -134,6 +134,9 @@ def test_blackhole_with_posts_answers_them_502_at_once(env):
         assert headers.get("edgegate-processed") == "unknown"
         assert took < 1.0
     assert all(d[2] == 200 for d in load.done if d[3] == "GET")
+    print(f"{load.started} started, {len(load.done)} answered, 0 unanswered; {len(bad)} POSTs "
+          f"answered 502 (slowest {max(d[1] for d in bad):.3f}s); slowest around the stop "
+          f"{max(d[1] for d in around):.3f}s")
 
 
 def test_tcp_stream_is_closed_at_the_down_verdict(env):
