@@ -364,6 +364,7 @@ void srv_check_result(struct srv *s, const struct check_result *r, double rtt_ms
         if (!s->up && ++s->good >= ck->rise && ev_now(dc_loop) >= s->ejected_until)
             srv_set_up(s, true, SRV_R_CHECK_OK);
     } else {
+        view_publish_srv(s); /* the result, for the workers that do not check */
         s->good = 0;
         if (s->up && ++s->bad >= ck->fall)
             srv_set_up(s, false, SRV_R_CHECK_FAIL);

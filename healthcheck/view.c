@@ -3,10 +3,12 @@
  * Each row carries its own version; the table one more, bumped by every
  * write, which the processes poll (every 10ms) to know whether to look at
  * their rows at all. A process writes only what it decided: the checker
- * round-trip times, check verdicts and which datacenter of each tier is
+ * round-trip times, check verdicts, each server's last check (shown by
+ * whichever process answers /stats) and which datacenter of each tier is
  * the nearest (its hysteresis depends on every sample, which the others
  * may not all see), any process the verdicts its traffic gave (and the
- * operator's, which every process applies alike).
+ * operator's, which every process applies alike), with when it went up or
+ * down.
  * Applying a row goes through the same calls a local verdict does
  * (srv_set_up), so that what a worker has in flight to a server another
  * process marked down moves at once there too; what is applied is not
@@ -29,8 +31,10 @@ struct view_srv {
     uint32_t seq;
     bool up;
     uint8_t reason;
+    double since;               /* when it last went up or down, as its writer saw it */
     double rtt_ms;
     double ejected_until;
+    struct check_result last_check;
 };
 
 struct view_dc {
@@ -114,6 +118,8 @@ void view_adopt_srv(struct srv *s)
         const struct view_srv *r = &area->srv[i];
         s->up = r->up;
         s->reason = r->reason;
+        s->since = r->since;
+        s->last_check = r->last_check;
         s->rtt_ms = r->rtt_ms;
         s->ejected_until = r->ejected_until;
         s->view_seq = r->seq;
@@ -124,6 +130,8 @@ void view_adopt_srv(struct srv *s)
         snprintf(r->addr, sizeof(r->addr), "%s", s->name);
         r->up = s->up;
         r->reason = (uint8_t)s->reason;
+        r->since = s->since;
+        r->last_check = s->last_check;
         r->rtt_ms = s->rtt_ms;
         r->ejected_until = s->ejected_until;
         r->seq = s->view_seq = 1;
@@ -163,8 +171,15 @@ void view_adopt_dc(struct dc *dc)
         full("64 datacenters");
 }
 
-/* A verdict on S (up or down, and why; an ejection's end): every process
- * may write one. Round trips are the checker's. */
+static bool same_check(const struct check_result *a, const struct check_result *b)
+{
+    return a->at == b->at && a->cause == b->cause && a->ok == b->ok &&
+           a->detail == b->detail && a->duration_ms == b->duration_ms;
+}
+
+/* A verdict on S (up or down, and why, since when; an ejection's end):
+ * every process may write one. Round trips and the last check are the
+ * checker's. */
 bool view_publish_srv(struct srv *s)
 {
     if (applying)
@@ -176,14 +191,18 @@ bool view_publish_srv(struct srv *s)
     bool verdict = r->up != s->up || r->reason != s->reason ||
                    r->ejected_until != s->ejected_until;
     bool rtt = checker && r->rtt_ms != s->rtt_ms;
-    if (verdict || rtt) {
+    bool check = checker && !same_check(&r->last_check, &s->last_check);
+    if (verdict || rtt || check) {
         if (verdict) {
             r->up = s->up;
             r->reason = (uint8_t)s->reason;
+            r->since = s->since;
             r->ejected_until = s->ejected_until;
         }
         if (rtt)
             r->rtt_ms = s->rtt_ms;
+        if (check)
+            r->last_check = s->last_check;
         __atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELEASE);
         s->view_seq = r->seq;
         bump();
@@ -298,12 +317,18 @@ static void apply_srv(struct srv *s)
     s->view_seq = r.seq;
     s->rtt_ms = r.rtt_ms;
     s->ejected_until = r.ejected_until;
-    if (r.up == s->up)
+    s->last_check = r.last_check;
+    if (r.up == s->up) {
+        if (r.reason == s->reason)
+            s->since = r.since; /* the same verdict, reached here too: one time */
         return;
+    }
     applying = true;
     srv_set_up(s, r.up, r.reason);
     if (!r.up && !s->up)
         srv_marked_elsewhere(s);
+    if (s->up == r.up) /* not an operator's down that checks cannot lift */
+        s->since = r.since;
     applying = false;
 }
 

@@ -74,16 +74,24 @@ static void json_name(struct sbuf *b, const char *member, const char *s)
     json_write_str(b, s, strlen(s));
 }
 
+bool control_dc_admin(const struct dc *dc, struct admin_entry *e, double *leave_in_s)
+{
+    if (!admin_get(dc->name, "", e))
+        return false;
+    double left = e->state == ADMIN_DRAIN ? e->until - ev_now(gw.loop) : 0;
+    *leave_in_s = left > 0 ? left : 0;
+    return true;
+}
+
 void control_json_dc(struct sbuf *b, const struct dc *dc)
 {
     struct admin_entry e;
+    double left;
     sbuf_printf(b, ", \"admin\": \"%s\", \"drained\": %s", admin_state_name(dc->admin),
                 dc->drained ? "true" : "false");
-    if (!admin_get(dc->name, "", &e))
+    if (!control_dc_admin(dc, &e, &left))
         return;
-    double left = e.state == ADMIN_DRAIN ? e.until - ev_now(gw.loop) : 0;
-    sbuf_printf(b, ", \"admin_since\": %.3f, \"sessions_leave_in_s\": %.1f, ", e.since,
-                left > 0 ? left : 0);
+    sbuf_printf(b, ", \"admin_since\": %.3f, \"sessions_leave_in_s\": %.1f, ", e.since, left);
     json_name(b, "admin_origin", e.origin);
 }
 
@@ -122,10 +130,9 @@ static void json_dc(struct sbuf *b, const struct dc *dc, bool applied)
                 admin_state_name(dc->admin), dc->healthy ? "true" : "false", dc->nup,
                 dc->drained ? "true" : "false");
     struct admin_entry e;
-    if (admin_get(dc->name, "", &e)) {
-        double left = e.state == ADMIN_DRAIN ? e.until - ev_now(gw.loop) : 0;
-        sbuf_printf(b, ", \"since\": %.3f, \"sessions_leave_in_s\": %.1f, ", e.since,
-                    left > 0 ? left : 0);
+    double left;
+    if (control_dc_admin(dc, &e, &left)) {
+        sbuf_printf(b, ", \"since\": %.3f, \"sessions_leave_in_s\": %.1f, ", e.since, left);
         json_name(b, "origin", e.origin);
     }
     sbuf_printf(b, ", \"servers\": [");
@@ -148,13 +155,24 @@ static const char *fleet_word(void)
     return fleet_connected() ? "fleet" : "pending";
 }
 
+void control_fleet(struct control_fleet *f)
+{
+    f->redis = fleet_on();
+    f->connected = fleet_connected();
+    f->subscribed = fleet_ready();
+    f->pending = fleet_pending();
+    f->bad_messages = fleet_bad_messages();
+}
+
 static void json_fleet(struct sbuf *b)
 {
+    struct control_fleet f;
+    control_fleet(&f);
     sbuf_printf(b,
                 "{\"redis\": %s, \"connected\": %s, \"subscribed\": %s, \"pending\": %d, "
                 "\"bad_messages\": %lu}",
-                fleet_on() ? "true" : "false", fleet_connected() ? "true" : "false",
-                fleet_ready() ? "true" : "false", fleet_pending(), fleet_bad_messages());
+                f.redis ? "true" : "false", f.connected ? "true" : "false",
+                f.subscribed ? "true" : "false", f.pending, f.bad_messages);
 }
 
 static void json_changes(struct sbuf *b)

@@ -2,14 +2,19 @@
  * an outage: what is wrong right now (the banner), how much traffic fails
  * (rates of the last 10 s and minute), where new sessions go (per
  * listener), which datacenters and servers are down, since when and why
- * (the last check of each server), then the counters, grouped, errors
- * marked when they are not zero.
+ * (the last check of each server), what operators did (drains, downs,
+ * weights, the recent changes), then the counters, grouped, errors marked
+ * when they are not zero.
+ *
+ * Operator state comes from where /stats takes it (gateway/ops/control.c),
+ * where new sessions go from routing itself (gateway/balance/route.c).
  *
  * The shell (styles, the refresh script) is gateway/ops/stats_page.html,
  * compiled in; what is live is written at its <!--STATUS--> mark. Names of
  * datacenters and listeners are validated words ([A-Za-z0-9._-]) and server
- * names addresses: only free text (check results, Redis' address) is
- * escaped. Not the data path: clarity beats speed here. */
+ * names addresses; free text (check results, Redis' address) and what
+ * operators' changes carry (origins, descriptions, which may come from the
+ * fleet's Redis) is escaped. Not the data path: clarity beats speed here. */
 #include "gateway/ops/stats_page.h"
 #include "base/buffer.h"
 #include "base/counters.h"
@@ -17,12 +22,14 @@
 #include "gateway/balance/generation.h"
 #include "gateway/balance/redis.h"
 #include "gateway/balance/route.h"
+#include "gateway/ops/control.h"
 #include "gateway/ops/stats_rates.h"
 #include "gateway/ops/stats_server.h"
 #include "healthcheck/check.h"
 #include "healthcheck/datacenter.h"
 #include "healthcheck/server_dns.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,7 +196,7 @@ static void banner_datacenters(struct banner *bn, ev_tstamp now)
     char d[32], why[256];
     for (int i = 0; i < g->ndcs; i++) {
         const struct dc *dc = g->dcs[i];
-        if (dc->healthy)
+        if (dc->healthy || dc->admin == ADMIN_DOWN) /* an operator's: banner_operator */
             continue;
         char head[128];
         snprintf(head, sizeof(head), "Datacenter %s down", dc->name);
@@ -221,7 +228,7 @@ static void banner_servers(struct banner *bn, ev_tstamp now)
         const struct dc *dc = g->dcs[i];
         for (int k = 0; dc->healthy && k < dc->nsrvs; k++) {
             const struct srv *s = dc->srvs[k];
-            if (s->up)
+            if (s->up || s->admin == ADMIN_DOWN) /* an operator's: banner_operator */
                 continue;
             ejected += s->reason == SRV_R_OUTLIER;
             if (++down <= MAX_LISTED)
@@ -285,6 +292,91 @@ static void banner_listeners(struct banner *bn, ev_tstamp now)
     }
 }
 
+/* " (by 127.0.0.1:51234, 2 min 3 s ago)": who said it, and when. */
+static void said_by(struct sbuf *b, const struct admin_entry *e, ev_tstamp now)
+{
+    char a[32];
+    sbuf_printf(b, " (by ");
+    esc(b, e->origin[0] ? e->origin : "?");
+    sbuf_printf(b, ", %s)", ago(now - e->since, a, sizeof(a)));
+}
+
+/* A listener whose new sessions go to DC although an operator drains it
+ * (routing falls back to drained datacenters when no other can take them):
+ * the first, NULL when none. */
+static const struct conf_listener *still_new_sessions(const struct dc *dc)
+{
+    const struct conf *cf = gw.gen->conf;
+    for (int i = 0; i < cf->nlsns; i++)
+        if (route_nearest(gw.gen, &cf->lsns[i]) == dc)
+            return &cf->lsns[i];
+    return NULL;
+}
+
+/* What operators did on purpose: warnings, not outages. */
+static void banner_operator(struct banner *bn, ev_tstamp now)
+{
+    const struct gen *g = gw.gen;
+    char head[128], d[32];
+    for (int i = 0; i < g->ndcs; i++) {
+        const struct dc *dc = g->dcs[i];
+        struct admin_entry e;
+        double left = 0;
+        if (dc->admin == ADMIN_READY)
+            continue;
+        bool known = control_dc_admin(dc, &e, &left);
+        struct sbuf line = {0};
+        if (dc->admin == ADMIN_DOWN) {
+            snprintf(head, sizeof(head), "%s down by an operator", dc->name);
+            sbuf_printf(&line, "<b>Datacenter %s is down by an operator</b>: its servers are "
+                               "marked down, its sessions go elsewhere", dc->name);
+        } else {
+            snprintf(head, sizeof(head), "%s %s", dc->name,
+                     dc->drained ? "drained" : "draining");
+            sbuf_printf(&line, "<b>Datacenter %s is drained by an operator</b>: new sessions "
+                               "go elsewhere; sessions pinned to it ", dc->name);
+            if (dc->drained)
+                sbuf_printf(&line, "leave too (the drain's time ran out)");
+            else
+                sbuf_printf(&line, "leave in %s", dur(ceil(left), d, sizeof(d)));
+            const struct conf_listener *cl = still_new_sessions(dc);
+            if (cl)
+                sbuf_printf(&line, "; but listener %s has no other datacenter: its new "
+                                   "sessions still go there", cl->name);
+        }
+        if (known)
+            said_by(&line, &e, now);
+        problem(bn, SEV_WARN, head, "%s", line.s);
+        sbuf_free(&line);
+    }
+    /* Servers an operator drains or took down, in datacenters it left alone. */
+    int drained = 0, down = 0;
+    struct sbuf list = {0};
+    for (int i = 0; i < g->ndcs; i++) {
+        const struct dc *dc = g->dcs[i];
+        for (int k = 0; dc->admin == ADMIN_READY && k < dc->nsrvs; k++) {
+            const struct srv *s = dc->srvs[k];
+            if (s->admin == ADMIN_READY)
+                continue;
+            drained += s->admin == ADMIN_DRAIN;
+            down += s->admin == ADMIN_DOWN;
+            if (drained + down <= MAX_LISTED)
+                sbuf_printf(&list, "%s%s of %s (%s)", drained + down > 1 ? "; " : "", s->name,
+                            dc->name, s->admin == ADMIN_DRAIN ? "drained" : "down");
+        }
+    }
+    int n = drained + down;
+    if (n > MAX_LISTED)
+        sbuf_printf(&list, "; and %d more", n - MAX_LISTED);
+    if (n) {
+        snprintf(head, sizeof(head), "%d %s %s by an operator", n,
+                 plural(n, "server", "servers"),
+                 !down ? "drained" : !drained ? "down" : "drained or down");
+        problem(bn, SEV_WARN, head, "<b>%s</b>: %s", head, list.s);
+    }
+    sbuf_free(&list);
+}
+
 static void banner(struct sbuf *b, ev_tstamp now)
 {
     struct banner bn = {0};
@@ -295,6 +387,7 @@ static void banner(struct sbuf *b, ev_tstamp now)
     banner_datacenters(&bn, now);
     banner_listeners(&bn, now);
     banner_servers(&bn, now);
+    banner_operator(&bn, now);
     struct redis_status rs;
     redis_status(&rs);
     if (rs.configured && !rs.connected)
@@ -401,6 +494,9 @@ static void listeners(struct sbuf *b, ev_tstamp now)
             double away = route_giveaway(first, now);
             struct dc *next = away > 0 ? route_spill_target(gw.gen, cl, first) : NULL;
             sbuf_printf(b, "<b>%s</b>", first->name);
+            if (first->admin == ADMIN_DRAIN) /* routing's fallback: no other can take them */
+                sbuf_printf(b, " <span class=\"warn\">(drained, but no other datacenter can "
+                               "take them)</span>");
             if (next)
                 sbuf_printf(b, " <span class=\"warn\">(%.0f %% to %s)</span>", away * 100,
                             next->name);
@@ -431,17 +527,21 @@ static void server_row(struct sbuf *b, const struct srv *s, ev_tstamp now, bool 
     sbuf_printf(b, "<tr class=\"%s\"><th scope=\"row\" data-label=\"server\"><span class=\"dot "
                    "%s\"></span>%s%s</th>",
                 s->up ? "up" : "down", s->up ? "up" : "down", s->name, s->tls ? " (tls)" : "");
+    sbuf_printf(b, "<td data-label=\"state\">");
     if (s->up)
-        sbuf_printf(b, "<td data-label=\"state\">up <span class=\"muted\">for %s</span></td>",
+        sbuf_printf(b, "up <span class=\"muted\">for %s</span>",
                     dur(now - s->since, d, sizeof(d)));
-    else if (s->reason == SRV_R_CHECK_FAIL) /* the last check says why */
-        sbuf_printf(b, "<td data-label=\"state\"><span class=\"bad\">down</span> for %s</td>",
+    else if (s->reason == SRV_R_CHECK_FAIL || s->reason == SRV_R_ADMIN_DOWN) /* said elsewhere */
+        sbuf_printf(b, "<span class=\"bad\">down</span> for %s",
                     dur(now - s->since, d, sizeof(d)));
     else
-        sbuf_printf(b, "<td data-label=\"state\"><span class=\"bad\">%s</span> for %s "
-                       "<span class=\"muted\">(%s)</span></td>",
+        sbuf_printf(b, "<span class=\"bad\">%s</span> for %s <span class=\"muted\">(%s)</span>",
                     ejected ? "ejected" : "down", dur(now - s->since, d, sizeof(d)),
                     ejected ? "consecutive 5xx" : srv_reason_name(s->reason));
+    if (s->admin != ADMIN_READY) /* its own, or its datacenter's */
+        sbuf_printf(b, " <span class=\"tag admin\">%s by an operator</span>",
+                    s->admin == ADMIN_DRAIN ? "drained" : "down");
+    sbuf_printf(b, "</td>");
     const struct check_result *c = &s->last_check;
     if (c->cause == CHECK_C_NONE) {
         sbuf_printf(b, "<td data-label=\"last check\" class=\"muted\">%s</td>",
@@ -456,6 +556,14 @@ static void server_row(struct sbuf *b, const struct srv *s, ev_tstamp now, bool 
             sbuf_printf(b, "in %s, ", ms(c->duration_ms, m, sizeof(m)));
         sbuf_printf(b, "%s</span></td>", ago(now - c->at, a, sizeof(a)));
     }
+    /* An operator's weight, with the configured one; the configured one
+     * alone is not worth a line on a phone. */
+    if (s->weight != s->cs->weight)
+        sbuf_printf(b, "<td class=\"num warn\" data-label=\"weight\" title=\"set by an "
+                       "operator; configured: %d\">%d (%d)</td>",
+                    s->cs->weight, s->weight, s->cs->weight);
+    else
+        sbuf_printf(b, "<td class=\"num wide\" data-label=\"weight\">%d</td>", s->weight);
     sbuf_printf(b, "<td class=\"num\" data-label=\"RTT\">%s</td>",
                 ms(s->up ? s->rtt_ms : -1, m, sizeof(m)));
     sbuf_printf(b, "<td class=\"num wide\" data-label=\"connections\">%s <span class=\"muted\">/ "
@@ -468,6 +576,29 @@ static void server_row(struct sbuf *b, const struct srv *s, ev_tstamp now, bool 
                 bytes(r.bytes_in, x, sizeof(x)), bytes(r.bytes_out, y, sizeof(y)));
 }
 
+/* What an operator said of DC, as a tag: a drain and its clock, or down. */
+static void dc_admin_tag(struct sbuf *b, const struct dc *dc, ev_tstamp now)
+{
+    struct admin_entry e;
+    double left = 0;
+    char d[32], a[32];
+    if (dc->admin == ADMIN_READY)
+        return;
+    bool known = control_dc_admin(dc, &e, &left);
+    sbuf_printf(b, "<span class=\"tag admin\"");
+    if (known) {
+        sbuf_printf(b, " title=\"by ");
+        esc(b, e.origin);
+        sbuf_printf(b, ", %s\"", ago(now - e.since, a, sizeof(a)));
+    }
+    if (dc->admin == ADMIN_DOWN)
+        sbuf_printf(b, ">DOWN by an operator</span>");
+    else if (dc->drained)
+        sbuf_printf(b, ">DRAINED: sessions leave</span>");
+    else
+        sbuf_printf(b, ">DRAINING: sessions leave in %s</span>", dur(ceil(left), d, sizeof(d)));
+}
+
 static void datacenter(struct sbuf *b, const struct dc *dc, ev_tstamp now)
 {
     struct stats_dc_row r;
@@ -475,11 +606,12 @@ static void datacenter(struct sbuf *b, const struct dc *dc, ev_tstamp now)
     char d[32], m[32], n[32];
     sbuf_printf(b, "<article class=\"card%s\" id=\"dc-%s\"><div class=\"top\"><h3>%s</h3>"
                    "<span class=\"pill %s\">%s</span><span class=\"for\">for %s</span>",
-                dc->healthy ? "" : " down", dc->name, dc->name, dc->healthy ? "up" : "down",
+                dc->healthy ? "" : dc->admin == ADMIN_DOWN ? " down op" : " down", dc->name, dc->name, dc->healthy ? "up" : "down",
                 dc->healthy ? "UP" : "DOWN", dur(now - dc->changed_at, d, sizeof(d)));
-    if (dc->healthy && dc->leader)
+    if (dc->healthy && dc->leader && dc->admin != ADMIN_DRAIN)
         sbuf_printf(b, "<span class=\"tag near\">nearest of priority %d</span>",
                     dc->cd->priority);
+    dc_admin_tag(b, dc, now);
     sbuf_printf(b, "</div><p class=\"facts\"><span>priority <b>%d</b></span>"
                    "<span>RTT <b>%s</b></span><span>servers up <b class=\"%s\">%d of %d</b>"
                    " <span class=\"muted\">(%d needed)</span></span>"
@@ -502,7 +634,7 @@ static void datacenter(struct sbuf *b, const struct dc *dc, ev_tstamp now)
         return;
     }
     sbuf_printf(b, "<table class=\"rows servers\"><thead><tr><th>server</th><th>state</th>"
-                   "<th>last check</th><th class=\"num\">RTT</th>"
+                   "<th>last check</th><th class=\"num\">weight</th><th class=\"num\">RTT</th>"
                    "<th class=\"num wide\">connections</th><th class=\"num\">failures</th>"
                    "<th class=\"num wide\">in / out</th></tr></thead><tbody>");
     for (int i = 0; i < dc->nsrvs; i++)
@@ -519,6 +651,61 @@ static void datacenters(struct sbuf *b, ev_tstamp now)
             if (gw.gen->dcs[i]->healthy == (pass == 1))
                 datacenter(b, gw.gen->dcs[i], now);
     sbuf_printf(b, "</div>");
+}
+
+/* ---- operator ---- */
+
+/* Whose operator state this is (the fleet's through Redis, or this
+ * gateway's), and the recent changes, newest first: as /stats has them. */
+static void operator_section(struct sbuf *b, ev_tstamp now)
+{
+    struct control_fleet f;
+    control_fleet(&f);
+    sbuf_printf(b, "<h2>Operator</h2><p class=\"box\" id=\"operator\">");
+    if (!f.redis) {
+        sbuf_printf(b, "Without Redis, operator state is this gateway's: shared by its workers "
+                       "and kept across reloads, not across a restart.");
+    } else {
+        sbuf_printf(b, "<span class=\"dot %s\"></span>Operator state is <b>fleet-wide</b> "
+                       "(Redis): ", f.connected ? "up" : "down");
+        if (!f.connected)
+            sbuf_printf(b, "<b class=\"bad\">Redis unreachable</b>, the last state holds; "
+                           "changes made here apply here and are written when it is back");
+        else if (!f.subscribed)
+            sbuf_printf(b, "connected, <span class=\"warn\">not subscribed</span>: changes made "
+                           "elsewhere are read when it connects again, not heard as they happen");
+        else
+            sbuf_printf(b, "connected and subscribed");
+        if (f.pending)
+            sbuf_printf(b, " &middot; <span class=\"warn\">%d %s waiting for Redis</span>",
+                        f.pending, plural(f.pending, "change", "changes"));
+        if (f.bad_messages)
+            sbuf_printf(b, " &middot; <span class=\"err\">%lu bad %s</span>", f.bad_messages,
+                        plural((long)f.bad_messages, "message", "messages"));
+    }
+    sbuf_printf(b, "</p>");
+    struct admin_event ev[ADMIN_EVENTS];
+    int n = admin_events(ev, ADMIN_EVENTS);
+    if (n == 0) {
+        sbuf_printf(b, "<p class=\"muted\">No operator change yet.</p>");
+        return;
+    }
+    sbuf_printf(b, "<table class=\"rows changes\"><thead><tr><th>when</th><th>change</th>"
+                   "<th>by</th></tr></thead><tbody>");
+    for (int i = 0; i < n; i++) {
+        char a[32];
+        struct tm tm;
+        time_t t = (time_t)ev[i].at;
+        gmtime_r(&t, &tm);
+        sbuf_printf(b, "<tr><th scope=\"row\" data-label=\"when\">%02d:%02d:%02d UTC "
+                       "<span class=\"muted\">%s</span></th><td data-label=\"change\">",
+                    tm.tm_hour, tm.tm_min, tm.tm_sec, ago(now - ev[i].at, a, sizeof(a)));
+        esc(b, ev[i].what);
+        sbuf_printf(b, "</td><td data-label=\"by\">");
+        esc(b, ev[i].origin);
+        sbuf_printf(b, "</td></tr>");
+    }
+    sbuf_printf(b, "</tbody></table>");
 }
 
 /* ---- affinity ---- */
@@ -578,6 +765,15 @@ static const struct group {
      {"affinity_hits_total", "affinity_misses_total", "affinity_cache_hits_total",
       "failbacks_total", NULL},
      {NULL}},
+    {"HTTP/2",
+     {"h2_connections_total", "h2_requests_total", "h2_streams_active",
+      "h2_upstream_streams_total", "h2_resets_client_total", "h2_goaway_graceful_total", NULL},
+     {"h2_resets_refused_total", "h2_resets_protocol_total", "h2_resets_internal_total",
+      "h2_resets_cancel_total", "h2_goaway_error_total", "h2_floods_total", NULL}},
+    {"Operator",
+     {"control_requests_total", "operator_changes_total", "operator_fleet_changes_total",
+      "session_moves_total", NULL},
+     {"control_refused_total", NULL}},
     {"Process",
      {"reloads_total", NULL},
      {"reload_failures_total", "worker_restarts_total", "log_lines_dropped_total",
@@ -688,6 +884,7 @@ void stats_page(struct sbuf *b)
     rates(b);
     listeners(b, now);
     datacenters(b, now);
+    operator_section(b, now);
     affinity(b);
     counters_section(b);
     sbuf_printf(b, "</main></div>");

@@ -6,9 +6,9 @@
  *   /metrics  Prometheus text format
  *   /healthz  200 while accepting traffic, 503 while draining
  *
- * Counters are summed over every process (see stats.c); health, RTT and
- * server lists are this process's view, which every worker shares since
- * they all check the same servers. Pages are built fresh for each request:
+ * Counters are summed over every process (see stats.c); health, RTT, last
+ * checks and server lists are this process's objects, which hold the
+ * machine's one view (healthcheck/view.c). Pages are built fresh for each request:
  * this is not the data path, clarity beats speed here. */
 #include "gateway/ops/stats_server.h"
 #include "gateway/ops/control.h"

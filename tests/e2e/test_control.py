@@ -694,6 +694,47 @@ def test_workers_share_one_health_view_and_check_once(env):
     assert f"server 127.0.0.1:{dead} of fra is up" not in gw.output()
 
 
+def test_workers_show_the_checkers_last_check_and_since(env):
+    """Worker 0 checks; whichever worker answers /stats shows each server's
+    last check and since when it is up or down, a restarted worker too."""
+    ok = env.dcsim("ams")
+    dead = free_port()
+    port, sp = free_port(), free_port()
+    gw = env.gateway(f"workers 2;\nstats 127.0.0.1:{sp};\n"
+                     f"datacenter ams {{ server {ok.addr}; server 127.0.0.1:{dead}; "
+                     "check http /health interval 100ms timeout 150ms fall 2 rise 2; }\n"
+                     f"listener web {{ listen 127.0.0.1:{port}; }}\n", wait=[port, sp])
+    wait_until(lambda: not dc_state(sp, "ams")["servers"][1]["up"], what="the dead one down")
+
+    def samples():
+        seen = {}
+        for _ in range(100):
+            st = stats_anyway(sp)
+            seen.setdefault(st["pid"], []).append(st["datacenters"][0]["servers"])
+            if len(seen) == 2 and all(len(v) >= 5 for v in seen.values()):
+                break
+        assert len(seen) == 2, f"saw workers {list(seen)}"
+        return seen
+
+    for pid, answers in samples().items():
+        for good, bad in answers:
+            assert good["last_check"] and good["last_check"]["result"] == "status 200", (pid, good)
+            assert bad["last_check"] and bad["last_check"]["cause"] == "refused", (pid, bad)
+            assert good["last_check"]["age_s"] < 1 and bad["last_check"]["age_s"] < 1
+    wait_until(lambda: dc_state(sp, "ams")["servers"][1]["since_s"] >= 2, what="2 s down")
+    # The worker that does not check (started last) dies: the one started
+    # in its place takes since when the server is down from the view.
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(gw.pid)], capture_output=True,
+                              text=True).stdout.split()
+    os.kill(max(map(int, children)), signal.SIGKILL)
+    wait_until(lambda: stats_anyway(sp)["counters"]["worker_restarts_total"] == 1,
+               what="restarted")
+    for pid, answers in samples().items():
+        for good, bad in answers:
+            assert bad["since_s"] >= 2 and not bad["up"], (pid, bad)
+            assert bad["last_check"]["cause"] == "refused", (pid, bad)
+
+
 def test_workers_a_refusal_seen_by_one_worker_moves_all(env):
     a = env.dcsim("ams")
     b = env.dcsim("ams-b")

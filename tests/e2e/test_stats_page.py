@@ -1,15 +1,18 @@
 """The status page, made for an outage: rendered on the server (it reads
 without JavaScript), a banner of what is wrong now, rates with sparklines,
 where each listener's new sessions go, each server's last check with its
-cause; headless Chromium screenshots at 390 and 1280 px during an outage.
-The screenshots stay in the test's directory (stats-390.png,
-stats-1280.png) for a person to look at."""
+cause, what operators did; headless Chromium screenshots at 390 and 1280 px
+during an outage and under operator state. The screenshots stay in the
+test's directory (stats-390.png, stats-1280.png, stats-operator-390.png)
+for a person to look at."""
 
+import json
 import re
 import shutil
 import signal
 import struct
 import subprocess
+import time
 
 from conftest import free_port, http_get, stats, wait_until, dc_state
 
@@ -206,3 +209,134 @@ def test_banner_names_ejected_servers_and_redis_down(env):
     assert re.search(r'<span class="bad">ejected</span> for \d+ s', html)
     assert "<b>Redis is unreachable</b>" in html
     assert '<section class="banner warn"' in html  # nothing down for good: a warning
+
+
+def put(sp, path, body):
+    """A change through the control API (from loopback: no token needed)."""
+    status, _, raw = http_get(sp, path, method="PUT", body=json.dumps(body).encode(),
+                              headers={"Content-Type": "application/json"})
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+def first_line(body):
+    return body.decode().split("\n")[0]
+
+
+def test_operator_state_tags_weight_changes_and_banner(env):
+    a1, a2, f1, f2, lon = (env.dcsim("ams"), env.dcsim("ams"), env.dcsim("fra"),
+                           env.dcsim("fra"), env.dcsim("lon"))
+    port, sp = free_port(), free_port()
+    env.gateway(f"stats 127.0.0.1:{sp};\n"
+                f"datacenter ams {{ server {a1.addr}; server {a2.addr}; {FAST} }}\n"
+                f"datacenter fra {{ server {f1.addr}; server {f2.addr}; {FAST} }}\n"
+                f"datacenter lon {{ priority 2; server {lon.addr}; {FAST} }}\n"
+                f"listener web {{ listen 127.0.0.1:{port}; session cookie sid; }}\n",
+                wait=[port, sp])
+    wait_until(lambda: all(d["rtt_ms"] is not None for d in stats(sp)["datacenters"]),
+               what="checks")
+    html = page(sp)
+    assert '<section class="banner ok"' in html and "tag admin" not in html
+    assert "operator state is this gateway" in html and "No operator change yet." in html
+
+    put(sp, "/control/dcs/ams", {"state": "drain", "drain_timeout": 300})
+    put(sp, "/control/dcs/lon", {"state": "down"})
+    put(sp, f"/control/dcs/fra/servers/{f1.addr}", {"state": "down"})
+    put(sp, f"/control/dcs/fra/servers/{f2.addr}", {"weight": 3})
+    wait_until(lambda: not dc_state(sp, "lon")["healthy"], what="lon down")
+    html = page(sp)
+
+    # Datacenters: a drain with its clock, a down, each with who said it.
+    ams = html[html.index('id="dc-ams"'):html.index("</article>", html.index('id="dc-ams"'))]
+    assert re.search(r'<span class="tag admin" title="by 127\.0\.0\.1:\d+, [\d.]+ s ago">'
+                     r"DRAINING: sessions leave in (?:5 min 0|4 min 5\d) s</span>", ams), ams
+    assert "nearest of priority" not in ams  # it takes no new session
+    lon_card = html[html.index('id="dc-lon"'):html.index("</article>", html.index('id="dc-lon"'))]
+    assert ">DOWN by an operator</span>" in lon_card
+    # Servers: the operator's state, the weight with the configured one.
+    fra = html[html.index('id="dc-fra"'):html.index("</article>", html.index('id="dc-fra"'))]
+    row = {addr: re.search(rf"<tr class=\"\w+\"><th scope=\"row\" data-label=\"server\">"
+                           rf"<span class=\"dot \w+\"></span>{addr}</th>.*?</tr>", fra).group(0)
+           for addr in (f1.addr, f2.addr)}
+    assert '<span class="tag admin">down by an operator</span>' in row[f1.addr]
+    assert "(operator: down)" not in row[f1.addr]  # the tag says it
+    assert re.search(r'<td class="num warn" data-label="weight" title="set by an operator; '
+                     r'configured: 1">3 \(1\)</td>', row[f2.addr]), row[f2.addr]
+    assert "tag admin" not in row[f2.addr]
+    assert '<td class="num wide" data-label="weight">1</td>' in row[f1.addr]
+
+    # The banner: what operators did is a warning, not an outage.
+    assert '<section class="banner warn"' in html
+    assert "<b>Datacenter lon is down</b>" not in html
+    assert re.search(r"<b>Datacenter ams is drained by an operator</b>: new sessions go "
+                     r"elsewhere; sessions pinned to it leave in (?:5 min 0|4 min 5\d) s \(by "
+                     r"127\.0\.0\.1:\d+, [\d.]+ s ago\)", html), html
+    assert "<b>Datacenter lon is down by an operator</b>" in html
+    assert f"<b>1 server down by an operator</b>: {f1.addr} of fra (down)" in html
+    assert "server down</span>" not in html  # not counted again as a failure
+
+    # New sessions: where routing sends them, and the page says the same.
+    assert stats(sp)["listeners"][0]["new_sessions"]["datacenter"] == "fra"
+    assert first_line(http_get(port, headers={"Cookie": "sid=new-one"})[2]) == "dc=fra"
+    assert re.search(r'data-label="new sessions"><b>fra</b></td>', html)
+
+    # The changes, newest first, with who made them.
+    op = html[html.index("<h2>Operator</h2>"):html.index("<h2>Session affinity</h2>")]
+    assert "operator state is this gateway" in op
+    changes = re.findall(r'<td data-label="change">(.*?)</td><td data-label="by">'
+                         r"127\.0\.0\.1:\d+</td>", op)
+    assert changes == [f"server {f2.addr} of fra: ready, weight 3",
+                       f"server {f1.addr} of fra: down",
+                       "datacenter lon: down",
+                       "datacenter ams: drain (pinned sessions leave in 300s)"], op
+
+    url = f"http://127.0.0.1:{sp}/"
+    shot = env.path("stats-operator-390.png")
+    subprocess.run([chromium(), *chromium_flags(env), "--window-size=390,2400",
+                    f"--screenshot={shot}", url], capture_output=True, timeout=60)
+    assert png_size(shot) == (390, 2400)
+
+    # The drain's clock runs out: pinned sessions leave too.
+    put(sp, "/control/dcs/ams", {"state": "drain", "drain_timeout": 0})
+    wait_until(lambda: dc_state(sp, "ams")["drained"], what="drained")
+    html = page(sp)
+    assert ">DRAINED: sessions leave</span>" in html
+    assert "sessions pinned to it leave too (the drain's time ran out)" in html
+    # Every datacenter drained or down: routing falls back to a drained one,
+    # and the page says so.
+    put(sp, "/control/dcs/fra", {"state": "drain"})
+    html = page(sp)
+    want = stats(sp)["listeners"][0]["new_sessions"]["datacenter"]
+    assert want in ("ams", "fra")
+    assert (f'<b>{want}</b> <span class="warn">(drained, but no other datacenter can take '
+            f"them)</span>") in html
+    assert "but listener web has no other datacenter: its new sessions still go there" in html
+    assert first_line(http_get(port, headers={"Cookie": "sid=new-two"})[2]) == f"dc={want}"
+
+
+def test_operator_words_from_the_fleet_are_escaped(env):
+    """An origin comes from whoever writes the fleet's Redis: the page
+    escapes it."""
+    redis = env.redis()
+    a, b = env.dcsim("ams"), env.dcsim("fra")
+    port, sp = free_port(), free_port()
+    env.gateway(f"stats 127.0.0.1:{sp};\nredis 127.0.0.1:{redis.port} {{ prefix e:; }}\n"
+                f"datacenter ams {{ server {a.addr}; }}\n"
+                f"datacenter fra {{ priority 2; server {b.addr}; }}\n"
+                f"listener web {{ listen 127.0.0.1:{port}; }}\n", wait=[port, sp])
+    wait_until(lambda: stats(sp)["operator"]["fleet"]["subscribed"], what="subscribed")
+    evil = '<img src=x onerror="alert(1)">&'
+    now = time.time()
+    rec = json.dumps({"state": "drain", "weight": None, "since": now, "until": now + 600,
+                      "origin": evil})
+    redis.client.hset("e:op:state", "dc:ams", rec)
+    redis.client.publish("e:op:changes", f"dc:ams\n{rec}")
+    wait_until(lambda: dc_state(sp, "ams")["admin"] == "drain", what="heard")
+    html = page(sp)
+    assert evil not in html and "<img" not in html
+    assert ('title="by &lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;, ' in html), html
+    assert "(by &lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;, " in html
+    op = html[html.index("<h2>Operator</h2>"):html.index("<h2>Session affinity</h2>")]
+    assert "Operator state is <b>fleet-wide</b> (Redis): connected and subscribed" in op
+    assert re.search(r'<td data-label="change">datacenter ams: drain \(pinned sessions leave '
+                     r'in 600s\)</td><td data-label="by">redis</td>', op), op
