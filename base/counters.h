@@ -39,7 +39,7 @@ struct stats_counters {
     uint64_t held_now;              /* a gauge: waiting for a datacenter now */
     uint64_t held_total;
     uint64_t pooled_now;            /* a gauge: idle server connections in pools */            /* requests that waited for a datacenter */
-    uint64_t hold_timeouts_total;
+    uint64_t hold_expired_total;
     uint64_t hold_full_total;       /* refused at once: hold_max requests already held */
     /* Error responses the gateway itself sent: any 4xx, then 5xx by kind. */
     uint64_t http_4xx_total, http_502_total, http_503_total, http_504_total;

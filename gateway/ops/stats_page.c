@@ -751,7 +751,7 @@ static const struct group {
     {"Errors clients saw",
      {NULL},
      {"client_errors_total", "http_4xx_total", "http_502_total", "http_503_total",
-      "http_504_total", "http_5xx_other_total", "hold_timeouts_total", "hold_full_total",
+      "http_504_total", "http_5xx_other_total", "hold_expired_total", "hold_full_total",
       "invalid_responses_total", "bad_session_keys_total", "tls_failures_total", NULL}},
     {"Failover",
      {"retries_total", "failovers_total", "inflight_moved_total", "held_total", "hedges_total",

@@ -185,7 +185,7 @@ static const struct {
     COUNTER(reloads_total), COUNTER(reload_failures_total), COUNTER(affinity_hits_total),
     COUNTER(affinity_misses_total), COUNTER(affinity_cache_hits_total),
     COUNTER(failbacks_total), COUNTER(bad_session_keys_total), COUNTER(held_total),
-    COUNTER(hold_timeouts_total), COUNTER(hold_full_total), COUNTER(http_4xx_total),
+    COUNTER(hold_expired_total), COUNTER(hold_full_total), COUNTER(http_4xx_total),
     COUNTER(http_5xx_other_total),
     COUNTER(http_502_total),
     COUNTER(http_503_total), COUNTER(http_504_total), COUNTER(bytes_in_total),

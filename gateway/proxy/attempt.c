@@ -537,7 +537,7 @@ bool attempt_timeout(struct attempt *a)
         attempt_failed(a, FAULT_TIMEOUT, 504);
         return true;
     case ATTEMPT_HOLD:
-        counters->hold_timeouts_total++;
+        counters->hold_expired_total++;
         leave_hold(a, false);
         a->ops->give_up(a, 503, "hold timeout");
         return true;

@@ -34,7 +34,7 @@ listener other {{ listen 127.0.0.1:{other}; mode http; datacenters live; }}
     took = time.time() - t0
     assert status == 503 and headers.get("Retry-After") == "1"
     assert 0.9 <= took < 2.5, took
-    assert stats(sp)["counters"]["hold_timeouts_total"] == 1
+    assert stats(sp)["counters"]["hold_expired_total"] == 1
 
 
 def _held_client(mode, port, result):
