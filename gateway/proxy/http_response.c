@@ -306,19 +306,23 @@ static void enter_tunnel(struct http_session *s)
     http_update_interest(s);
 }
 
-/* Moves bytes through a pump; false (the session ended) on a reset. */
+/* Moves bytes through a pump, reading (RD) until pump_read_more() says
+ * stop; false (the session ended) on a reset. */
 static bool pump_step(struct http_session *s, struct pump *p, struct sk *from, struct sk *to,
                       bool rd)
 {
-    size_t n;
-    if (rd && pump_read(p, from, &n) != PUMP_OK) {
-        http_free(s, true);
-        return false;
-    }
-    if (pump_write(p, to, &n) != PUMP_OK) {
-        http_free(s, true);
-        return false;
-    }
+    size_t got = 0, put, moved = 0;
+    do {
+        if (rd && pump_read(p, from, &got) != PUMP_OK) {
+            http_free(s, true);
+            return false;
+        }
+        if (pump_write(p, to, &put) != PUMP_OK) {
+            http_free(s, true);
+            return false;
+        }
+        moved += got;
+    } while (rd && pump_read_more(p, got, moved));
     return true;
 }
 
