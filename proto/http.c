@@ -239,9 +239,14 @@ static int header_done(struct http_msg *m, const char *buf, const struct http_li
     switch (h->kind) {
     case HH_CONTENT_LENGTH:
         return hdr_content_length(m, v, n);
+    case HH_KEEP_ALIVE:
+    case HH_PROXY_CONNECTION:
+        m->flags |= HF_HAS_HOP;
+        break;
     case HH_TRANSFER_ENCODING:
         return hdr_transfer_encoding(m, v, n);
     case HH_CONNECTION:
+        m->flags |= HF_HAS_HOP;
         hdr_connection(m, v, n);
         break;
     case HH_UPGRADE:
@@ -704,4 +709,66 @@ bool http_find_set_cookie(const char *head, size_t head_len, const char *name, s
         p = eol + 1;
     }
     return false;
+}
+
+/* One header line of a parsed head: [at, at + len), CRLF included. */
+struct head_line {
+    uint32_t at, len, name_len;
+    uint8_t kind;
+    bool drop;
+};
+
+static bool listed_in(const char *head, const struct head_line *c, const struct head_line *h)
+{
+    const char *p = head + c->at + c->name_len + 1, *end = head + c->at + c->len - 2, *e;
+    size_t n;
+    while (http_list_next(&p, end, &e, &n))
+        if (n == h->name_len && strncasecmp(e, head + h->at, n) == 0)
+            return true;
+    return false;
+}
+
+size_t http_drop_hop(char *head, size_t len)
+{
+    struct head_line lines[HTTP_MAX_HDRS];
+    int nl = 0, nconn = 0;
+    const char *first = len >= 2 ? memchr(head, '\n', len) : NULL;
+    if (!first)
+        return len;
+    /* The parser checked the head: every line ends with CRLF, every header
+     * line has a colon, the last line is empty. Lines beyond the parser's
+     * limit (none) would stay. */
+    size_t at = (size_t)(first - head) + 1;
+    while (at < len - 2 && nl < HTTP_MAX_HDRS) {
+        const char *eol = memchr(head + at, '\n', len - at);
+        const char *colon = eol ? memchr(head + at, ':', (size_t)(eol - head) - at) : NULL;
+        if (!colon)
+            return len;
+        struct head_line *l = &lines[nl++];
+        l->at = (uint32_t)at;
+        l->len = (uint32_t)(eol + 1 - (head + at));
+        l->name_len = (uint32_t)(colon - (head + at));
+        l->kind = (uint8_t)classify(head + at, l->name_len);
+        l->drop = l->kind == HH_CONNECTION || l->kind == HH_KEEP_ALIVE ||
+                  l->kind == HH_PROXY_CONNECTION;
+        nconn += l->kind == HH_CONNECTION;
+        at += l->len;
+    }
+    for (int i = 0; i < nl && nconn > 0; i++) {
+        struct head_line *h = &lines[i];
+        if (h->drop || h->kind == HH_CONTENT_LENGTH || h->kind == HH_TRANSFER_ENCODING)
+            continue;
+        for (int k = 0; k < nl && !h->drop; k++)
+            h->drop = lines[k].kind == HH_CONNECTION && listed_in(head, &lines[k], h);
+    }
+    size_t out = (size_t)(first - head) + 1;
+    for (int i = 0; i < nl; i++) {
+        if (lines[i].drop)
+            continue;
+        if (out != lines[i].at)
+            memmove(head + out, head + lines[i].at, lines[i].len);
+        out += lines[i].len;
+    }
+    memmove(head + out, head + at, len - at);
+    return out + len - at;
 }

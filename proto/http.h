@@ -58,6 +58,7 @@ struct http_limits {
 #define HF_IDEMPOTENCY  0x0080  /* Idempotency-Key present */
 #define HF_HAS_TE       0x0100
 #define HF_HAS_HOST     0x0200
+#define HF_HAS_HOP      0x0400  /* a Connection, Keep-Alive or Proxy-Connection header */
 
 struct http_msg {
     /* parser state */
@@ -124,5 +125,11 @@ bool http_find_cookie(const struct http_msg *m, const char *buf, const char *nam
  * (HEAD_LEN bytes) gives cookie NAME; sets *val and *len (quotes removed). */
 bool http_find_set_cookie(const char *head, size_t head_len, const char *name, size_t nlen,
                           const char **val, size_t *len);
+/* Removes the hop-by-hop header lines of the parsed head HEAD (LEN bytes)
+ * in place: Connection, Keep-Alive, Proxy-Connection and the headers a
+ * Connection header names, except those that frame the message
+ * (Content-Length, Transfer-Encoding). Returns the head's new length; it
+ * still ends with the empty line. */
+size_t http_drop_hop(char *head, size_t len);
 
 #endif

@@ -119,20 +119,33 @@ void conn_deadline(struct conn *c, ev_tstamp at)
     c->tm_at = at;
 }
 
+/* The row of C's listener in the current configuration, -1 when it is gone. */
+static int current_listener(const struct conn *c)
+{
+    const struct conf *nc = gw.gen->conf;
+    for (int i = 0; i < nc->nlsns; i++)
+        if (strcmp(nc->lsns[i].name, c->cl->name) == 0 && nc->lsns[i].mode == c->cl->mode)
+            return i;
+    return -1;
+}
+
+bool conn_can_rebase(const struct conn *c)
+{
+    return c->gen == gw.gen || current_listener(c) >= 0;
+}
+
 bool conn_rebase(struct conn *c)
 {
     if (c->gen == gw.gen)
         return true;
-    const struct conf *nc = gw.gen->conf;
-    for (int i = 0; i < nc->nlsns; i++)
-        if (strcmp(nc->lsns[i].name, c->cl->name) == 0 && nc->lsns[i].mode == c->cl->mode) {
-            gen_unref(c->gen);
-            c->gen = gen_ref(gw.gen);
-            c->cl = &nc->lsns[i];
-            c->lst = c->gen->lst[i]; /* same name, same row */
-            return true;
-        }
-    return false;
+    int i = current_listener(c);
+    if (i < 0)
+        return false;
+    gen_unref(c->gen);
+    c->gen = gen_ref(gw.gen);
+    c->cl = &gw.gen->conf->lsns[i];
+    c->lst = c->gen->lst[i]; /* same name, same row */
+    return true;
 }
 
 const char *conn_peer_ip(const struct conn *c, char *buf)

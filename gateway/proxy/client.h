@@ -88,6 +88,9 @@ void conn_deadline(struct conn *c, ev_tstamp at);
 /* Moves an idle connection to the current generation. False when its
  * listener is gone from the configuration. */
 bool conn_rebase(struct conn *c);
+/* Whether conn_rebase() would succeed now: a connection that could not is
+ * closed after its current request. */
+bool conn_can_rebase(const struct conn *c);
 #define CONN_IP_MAX 46
 
 /* The client's address as text, in BUF (CONN_IP_MAX bytes). Not kept in the

@@ -1,13 +1,27 @@
 /* http mode: the response, and the tunnel after 101.
  *
  * Responses are read into the exchange's `ob`, their head parsed for framing
- * and passed on unchanged; `ob_end` marks how far `ob` holds bytes of the
- * current response. `ob` is taken when bytes arrive and given back as soon
- * as they are written. */
+ * and passed on with the server's hop-by-hop headers replaced by ours (see
+ * set_connection); `ob_end` marks how far `ob` holds bytes of the current
+ * response. `ob` is taken when bytes arrive and given back as soon as they
+ * are written. */
 #include "base/counters.h"
 #include "base/log.h"
 #include "gateway/proxy/http_session.h"
 #include "gateway/proxy/upstream.h"
+
+#include <string.h>
+
+/* Room kept free at the end of `ob` while a head is read, so that the
+ * longest Connection line set_connection() adds always fits: the head is
+ * edited in place, nothing is allocated. */
+#define HEAD_SLACK (sizeof("Connection: keep-alive\r\n") - 1)
+
+size_t http_ob_room(const struct http_exchange *x)
+{
+    size_t room = buf_room(x->ob), keep = x->resp_state <= RESP_INTERIM ? HEAD_SLACK : 0;
+    return room > keep ? room - keep : 0;
+}
 
 static bool response_keepalive(const struct http_exchange *x)
 {
@@ -28,7 +42,7 @@ static void exchange_done(struct http_session *s)
     http_request_done(s, x->resp.status, "ok");
     bool complete = x->req_state == REQ_DONE;
     bool reusable = x->keep_server && complete && x->req_sent == http_out_total(x);
-    bool keep_client = x->keep_client && complete;
+    bool keep_client = x->keep_client;
     uint32_t req_len = x->req_len;
     attempt_release(&x->a, reusable);
     http_exchange_free(s);
@@ -62,6 +76,33 @@ static bool bad_response(struct http_session *s, const char *what)
     return false;
 }
 
+/* The server's Connection header, Keep-Alive and what Connection names
+ * concern its connection to us, not ours to the client: they are dropped,
+ * and ours added: `close` when the client connection ends after this
+ * response (RFC 9112 9.6), `keep-alive` when it stays with an HTTP/1.0
+ * client or for an HTTP/1.0 response (which would mean close without it),
+ * else nothing. The head is edited in place in ob; HEAD_SLACK bytes were
+ * kept free behind the bytes read. */
+static void set_connection(struct http_exchange *x)
+{
+    const char *line = !x->keep_client ? "Connection: close\r\n"
+                       : x->req.minor == 0 || x->resp.minor == 0 ? "Connection: keep-alive\r\n"
+                                                                 : "";
+    if (!*line && !(x->resp.flags & HF_HAS_HOP))
+        return;
+    struct buf *b = x->ob;
+    char *h = buf_rpos(b);
+    size_t old = x->resp.head_len, rest = buf_len(b) - old;
+    size_t len = x->resp.flags & HF_HAS_HOP ? http_drop_hop(h, old) : old;
+    size_t add = strlen(line);
+    /* The head's empty line moves behind ours, the bytes after it follow. */
+    memmove(h + len + add, h + old, rest);
+    memcpy(h + len - 2, line, add);
+    memcpy(h + len - 2 + add, "\r\n", 2);
+    x->resp.head_len = (uint32_t)(len + add);
+    b->tail = b->head + (uint32_t)(len + add + rest);
+}
+
 static bool parse_response_head(struct http_session *s)
 {
     static const struct http_limits lim = {.max_line = 8192, .max_head = 65535,
@@ -70,7 +111,7 @@ static bool parse_response_head(struct http_session *s)
     struct buf *b = x->ob;
     int rc = http_parse(&x->resp, buf_rpos(b), buf_len(b), &lim);
     if (rc == EG_AGAIN) {
-        if (buf_room(b) > 0)
+        if (http_ob_room(x) > 0)
             return true;
         if (b->head > 0) { /* a head after an interim one: room at the front */
             buf_compact(b);
@@ -82,8 +123,8 @@ static bool parse_response_head(struct http_session *s)
     if (rc == EG_ERR)
         return bad_response(s, x->resp.err);
     srv_traffic_ok(x->a.up->srv);
-    x->ob_end = b->head + x->resp.head_len;
     if (interim(x)) {
+        x->ob_end = b->head + x->resp.head_len;
         if (++x->interims > MAX_INTERIM)
             return bad_response(s, "too many interim responses");
         x->resp_state = RESP_INTERIM; /* passed on; the final head follows */
@@ -96,11 +137,20 @@ static bool parse_response_head(struct http_session *s)
                                                 cl->sess_name_len, &v, &n))
         attempt_session_issued(&x->a, v, n);
     attempt_answered(&x->a, x->resp.status);
-    x->resp_state = x->resp.status == 101 ? RESP_DONE : RESP_BODY;
     http_body_response(&x->respb, &x->resp, x->method);
     x->keep_server = response_keepalive(x) && x->respb.kind != BODY_CLOSE;
-    if (!response_keepalive(x) || x->respb.kind == BODY_CLOSE)
+    /* Whether the client connection stays is decided here, once, so that the
+     * head can say it. A request whose body has not all arrived closes it:
+     * the rest would have to be read and thrown away first. */
+    if (!x->keep_server || x->req_state != REQ_DONE || gw.draining || !conn_can_rebase(&s->c))
         x->keep_client = false;
+    if (x->resp.status == 101) {
+        x->resp_state = RESP_DONE; /* its Connection: upgrade is the server's to say */
+    } else {
+        x->resp_state = RESP_BODY;
+        set_connection(x);
+    }
+    x->ob_end = b->head + x->resp.head_len;
     return true;
 }
 
@@ -196,13 +246,13 @@ bool http_read_response(struct http_session *s)
         x->ob = buf_get();
         x->ob_end = 0;
     }
-    if (buf_room(x->ob) == 0) {
+    if (http_ob_room(x) == 0) {
         x->ob_end -= x->ob->head;
         buf_compact(x->ob);
-        if (buf_room(x->ob) == 0)
+        if (http_ob_room(x) == 0)
             return true;
     }
-    ssize_t n = sk_read(&x->a.up->sk, buf_wpos(x->ob), buf_room(x->ob));
+    ssize_t n = sk_read(&x->a.up->sk, buf_wpos(x->ob), http_ob_room(x));
     if (n == EG_AGAIN)
         return true;
     if (n > 0) {
@@ -256,19 +306,23 @@ static void enter_tunnel(struct http_session *s)
     http_update_interest(s);
 }
 
-/* Moves bytes through a pump; false (the session ended) on a reset. */
+/* Moves bytes through a pump, reading (RD) until pump_read_more() says
+ * stop; false (the session ended) on a reset. */
 static bool pump_step(struct http_session *s, struct pump *p, struct sk *from, struct sk *to,
                       bool rd)
 {
-    size_t n;
-    if (rd && pump_read(p, from, &n) != PUMP_OK) {
-        http_free(s, true);
-        return false;
-    }
-    if (pump_write(p, to, &n) != PUMP_OK) {
-        http_free(s, true);
-        return false;
-    }
+    size_t got = 0, put, moved = 0;
+    do {
+        if (rd && pump_read(p, from, &got) != PUMP_OK) {
+            http_free(s, true);
+            return false;
+        }
+        if (pump_write(p, to, &put) != PUMP_OK) {
+            http_free(s, true);
+            return false;
+        }
+        moved += got;
+    } while (rd && pump_read_more(p, got, moved));
     return true;
 }
 

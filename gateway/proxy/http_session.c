@@ -89,7 +89,7 @@ static void exchange_interest(struct http_session *s)
     if (x->a.state != ATTEMPT_READY)
         return; /* the engine watches a connection it is opening */
     bool srd = x->resp_state != RESP_DONE &&
-               (!x->ob || buf_room(x->ob) > 0 || x->ob->head > 0);
+               (!x->ob || http_ob_room(x) > 0 || x->ob->head > 0);
     sk_want(gw.loop, &x->a.up->sk, srd, http_request_unsent(x));
 }
 

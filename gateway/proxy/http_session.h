@@ -139,6 +139,8 @@ extern const struct attempt_ops http_attempt_ops;
 bool http_read_response(struct http_session *s);
 bool http_flush_response(struct http_session *s);
 void http_tunnel_io(struct http_session *s, bool client_side, bool rd, bool wr);
+/* Room in ob for more response bytes. */
+size_t http_ob_room(const struct http_exchange *x);
 static inline size_t http_ob_pending(const struct http_exchange *x)
 {
     return x->ob ? x->ob_end - x->ob->head : 0;

@@ -238,34 +238,46 @@ static bool flush_s2c(struct tcp_session *t)
     return true;
 }
 
+/* Reads the client and writes to the server until pump_read_more() says
+ * stop; while no server is connected, one read. */
 static bool read_client(struct tcp_session *t)
 {
     struct pump *p = &t->c2s;
-    if (p->retain && p->b && buf_room(p->b) == 0 && p->sent > 0) {
-        /* Retaining would take a second buffer: forget what the server
-         * already has, and with it the chance to replay. */
-        t->replay_off = true;
-        pump_stop_retaining(p);
+    for (size_t moved = 0;;) {
+        if (p->retain && p->b && buf_room(p->b) == 0 && p->sent > 0) {
+            /* Retaining would take a second buffer: forget what the server
+             * already has, and with it the chance to replay. */
+            t->replay_off = true;
+            pump_stop_retaining(p);
+        }
+        size_t got;
+        if (pump_read(p, &t->c.sk, &got) != PUMP_OK) {
+            tcp_free(t, false, "client reset");
+            return false;
+        }
+        if (got > 0) {
+            t->rx += got;
+            counters->bytes_in_total += got;
+            touch(t);
+        }
+        if (t->state != TCP_STREAM)
+            return true;
+        if (!flush_c2s(t))
+            return false;
+        moved += got;
+        if (!pump_read_more(p, got, moved))
+            return true;
     }
-    size_t got;
-    if (pump_read(p, &t->c.sk, &got) != PUMP_OK) {
-        tcp_free(t, false, "client reset");
-        return false;
-    }
-    if (got > 0) {
-        t->rx += got;
-        counters->bytes_in_total += got;
-        touch(t);
-    }
-    return t->state != TCP_STREAM || flush_c2s(t);
 }
 
+/* Reads the server and writes to the client until pump_read_more() says
+ * stop; the server's end or reset is handled once nothing more came. */
 static bool read_server(struct tcp_session *t)
 {
     struct upstream *u = t->a.up;
-    size_t got;
-    enum pump_status rc = pump_read(&t->s2c, &u->sk, &got);
-    if (got > 0) {
+    size_t got, moved = 0;
+    enum pump_status rc;
+    while ((rc = pump_read(&t->s2c, &u->sk, &got)) == PUMP_OK && got > 0) {
         u->srv->st->bytes_in += got;
         if (!t->spoke) {
             t->spoke = true;
@@ -273,7 +285,11 @@ static bool read_server(struct tcp_session *t)
             pump_stop_retaining(&t->c2s);
         }
         touch(t);
-        return flush_s2c(t);
+        if (!flush_s2c(t))
+            return false;
+        moved += got;
+        if (!pump_read_more(&t->s2c, got, moved))
+            return true;
     }
     bool ended = rc != PUMP_OK || t->s2c.eof;
     /* A server that closes or resets before saying anything, while the

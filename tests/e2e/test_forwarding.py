@@ -1,6 +1,7 @@
 """What the gateway sends to servers: forwarding headers (X-Forwarded-For,
 X-Forwarded-Proto, Forwarded), hop-by-hop headers, bytes passed through
-untouched, and the PROXY protocol both ways (send_proxy, accept_proxy).
+untouched, and the PROXY protocol both ways (send_proxy, accept_proxy); and
+the Connection header clients get back.
 
 The server here is a small Python backend that records the raw bytes of every
 connection, so the tests assert exactly what went over the wire."""
@@ -16,6 +17,11 @@ from conftest import RawHTTP, free_port, stats, wait_until
 
 V2SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+# What nginx answers on a connection it keeps (its `return 200` setup in
+# tests/bench), plus a header its Connection names.
+NGINX_KEEPALIVE = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\n"
+                   b"Connection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n"
+                   b"X-Hop: 1\r\nX-Kept: 2\r\n\r\nok")
 XFP = b"X-Forwarded-Proto: http\r\n"
 
 
@@ -77,9 +83,11 @@ class Backend:
     """A threaded HTTP/1.1 server answering every request 200 "ok" and
     recording the bytes received on each connection."""
 
-    def __init__(self, close_after=False, drop_second=False):
+    def __init__(self, close_after=False, drop_second=False, response=RESPONSE, early=False):
         self.close_after = close_after     # close each connection after one answer
         self.drop_second = drop_second     # close, unanswered, at a connection's 2nd request
+        self.response = response           # the answer to every request
+        self.early = early                 # answer once the head is in, before the body
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.ls = socket.socket()
@@ -127,6 +135,9 @@ class Backend:
                             continue
                         c.proxy, buf = buf[:eol + 2], buf[eol + 2:]
                     proxy_checked = True
+                if self.early and b"\r\n\r\n" in buf:
+                    c.sock.sendall(self.response)
+                    continue
                 while True:
                     n = _request_end(buf)
                     if n is None:
@@ -136,7 +147,7 @@ class Backend:
                     buf = buf[n:]
                     if self.drop_second and len(c.requests) == 2:
                         return
-                    c.sock.sendall(RESPONSE)
+                    c.sock.sendall(self.response)
                     if self.close_after:
                         return
         except OSError:
@@ -415,6 +426,135 @@ def test_chunked_body_byte_for_byte(env, backend):
     raw = head + body
     got = one(env, backend, raw, "forward_for off;")
     assert got == raw
+
+
+# ------------------------------------- the Connection header towards clients
+
+def read_until_closed(s, timeout=3.0):
+    """What S receives until the gateway closes it; None if it stays open."""
+    s.settimeout(timeout)
+    got = b""
+    while True:
+        try:
+            b = s.recv(65536)
+        except ConnectionResetError:
+            return got
+        except socket.timeout:
+            return None
+        if not b:
+            return got
+        got += b
+
+
+def fields(raw):
+    """The header fields of the response head in RAW: (lower name, value)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    return [(n.strip().lower(), v.strip()) for n, _, v in (l.partition(b":") for l in head)]
+
+
+def connection_of(raw):
+    """The values of every hop-by-hop field of the response head in RAW."""
+    return [(n, v) for n, v in fields(raw) if n in (b"connection", b"keep-alive", b"x-hop")]
+
+
+@pytest.fixture
+def nginx_like():
+    b = Backend(response=NGINX_KEEPALIVE)
+    yield b
+    b.stop()
+
+
+@pytest.mark.parametrize("req", [
+    b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, Close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: close\r\n\r\n",
+], ids=["close", "close-in-list", "http10", "http10-close"])
+def test_client_that_closes_gets_connection_close(env, nginx_like, req):
+    """RFC 9112 9.6: a server that closes after a response says so. The
+    server's `Connection: keep-alive` (and what it names, and Keep-Alive)
+    concern its connection to us: the client gets `Connection: close`, once,
+    then the connection ends."""
+    port, _ = start(env, nginx_like)
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    s.sendall(req)
+    got = read_until_closed(s)
+    s.close()
+    assert got is not None, "the gateway kept the connection open"
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\nok")
+    assert connection_of(got) == [(b"connection", b"close")]
+    assert (b"x-kept", b"2") in fields(got) and (b"content-length", b"2") in fields(got)
+
+
+def test_keepalive_client_gets_no_connection_header(env, nginx_like):
+    port, _ = start(env, nginx_like)
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    for i in range(3):
+        s.sendall(b"GET /%d HTTP/1.1\r\nHost: t\r\n\r\n" % i)
+        got = b""
+        while not got.endswith(b"\r\n\r\nok"):
+            b = s.recv(65536)
+            assert b, "the gateway closed a keep-alive connection"
+            got += b
+        assert connection_of(got) == []
+        assert (b"x-kept", b"2") in fields(got)
+    s.close()
+
+
+def test_http10_keepalive_client_gets_keep_alive(env, nginx_like):
+    """An HTTP/1.0 client that asked for keep-alive and keeps its connection
+    is told so (without it, HTTP/1.0 means close)."""
+    port, _ = start(env, nginx_like)
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    for i in range(2):
+        s.sendall(b"GET /%d HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n" % i)
+        got = b""
+        while not got.endswith(b"\r\n\r\nok"):
+            b = s.recv(65536)
+            assert b, "the gateway closed a keep-alive connection"
+            got += b
+        assert connection_of(got) == [(b"connection", b"keep-alive")]
+    s.close()
+
+
+def test_http10_keepalive_client_of_dcsim(env):
+    """The same with dcsim, which answers an HTTP/1.0 keep-alive request with
+    its own `Connection: keep-alive`: the client gets one, not two."""
+    a = env.dcsim("dc1")
+    port = free_port()
+    env.gateway(f"datacenter dc1 {{ server {a.addr}; }}\n"
+                f"listener web {{ listen 127.0.0.1:{port}; mode http; }}\n", wait=[port])
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    for path in (b"/a", b"/b"):
+        s.sendall(b"GET " + path + b" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        got = b""
+        while not got.endswith(b"path=" + path + b"\n"):
+            b = s.recv(65536)
+            assert b, "the gateway closed a keep-alive connection"
+            got += b
+        assert connection_of(got) == [(b"connection", b"keep-alive")]
+    s.sendall(b"GET /c HTTP/1.0\r\n\r\n")
+    got = read_until_closed(s)
+    s.close()
+    assert got is not None and connection_of(got) == [(b"connection", b"close")]
+
+
+def test_answer_before_the_whole_body_closes(env):
+    """A server that answers before the request body is all in (a 413, an
+    auth failure): the client connection ends after the answer, and the
+    answer says so."""
+    b = Backend(response=NGINX_KEEPALIVE, early=True)
+    try:
+        port, _ = start(env, b)
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        s.sendall(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhalf-")
+        got = read_until_closed(s)
+        s.close()
+        assert got is not None, "the gateway kept the connection open"
+        assert got.endswith(b"\r\n\r\nok")
+        assert connection_of(got) == [(b"connection", b"close")]
+    finally:
+        b.stop()
 
 
 # ---------------------------------------------------------- send_proxy

@@ -335,6 +335,43 @@ static void set_cookie_found_in_a_response_head(void **state)
                                       "sid", 3, &v, &n));
 }
 
+/* Drops the hop-by-hop lines of HEAD (parsed first, as the gateway does)
+ * and compares with WANT. */
+static void drop_hop_gives(const char *head, const char *want)
+{
+    char buf[512];
+    size_t len = strlen(head);
+    memcpy(buf, head, len);
+    struct http_hdr h;
+    struct http_msg m;
+    static const struct http_limits lim = {.max_line = 8192, .max_head = 65535,
+                                           .max_headers = HTTP_MAX_HDRS};
+    http_msg_init(&m, true, &h, 1);
+    assert_int_equal(http_parse(&m, buf, len, &lim), EG_OK);
+    assert_int_equal(m.head_len, len);
+    size_t n = http_drop_hop(buf, len);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(buf, want, n);
+}
+
+static void hop_by_hop_response_headers_dropped(void **state)
+{
+    (void)state;
+    drop_hop_gives("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 17\r\n"
+                   "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n",
+                   "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 17\r\n\r\n");
+    /* Named in Connection: dropped, wherever they are; framing stays. */
+    drop_hop_gives("HTTP/1.1 200 OK\r\nX-Hop: 1\r\nconnection: close, x-hop ,"
+                   "Content-Length\r\nContent-Length: 0\r\nX-Kept: 2\r\nPROXY-CONNECTION: x\r\n"
+                   "Connection: X-Other\r\nx-other: 3\r\n\r\n",
+                   "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Kept: 2\r\n\r\n");
+    drop_hop_gives("HTTP/1.0 204 No Content\r\nConnection: close\r\n\r\n",
+                   "HTTP/1.0 204 No Content\r\n\r\n");
+    drop_hop_gives("HTTP/1.1 200 OK\r\nX-A: connection\r\nContent-Length: 0\r\n\r\n",
+                   "HTTP/1.1 200 OK\r\nX-A: connection\r\nContent-Length: 0\r\n\r\n");
+    drop_hop_gives("HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n");
+}
+
 static void no_cookie_header(void **state)
 {
     (void)state;
@@ -912,6 +949,7 @@ int main(void)
         cmocka_unit_test(responses_without_body),
         cmocka_unit_test(response_with_content_length),
         cmocka_unit_test(set_cookie_found_in_a_response_head),
+        cmocka_unit_test(hop_by_hop_response_headers_dropped),
         cmocka_unit_test(response_close_delimited),
         cmocka_unit_test(response_chunked),
         cmocka_unit_test(response_split_one_by_one),
