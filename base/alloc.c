@@ -50,12 +50,12 @@ void pool_put(struct pool *p, void *obj)
 /* After a burst (1000+ live objects), glibc keeps the freed heap. Trim each
  * time the live count halves, down to zero: one trim at half the peak would
  * leave the pages that the last few hundred connections pinned. */
-void eg_release_after_peak(unsigned long live)
+void eg_release_after_peak(unsigned long live, unsigned long high)
 {
     static unsigned long peak; /* highest live count since the last trim */
     static bool after_burst;   /* memory of a burst may still be held */
-    if (live > peak)
-        peak = live;
+    if (high > peak)
+        peak = high;
     if (peak >= 1000)
         after_burst = true;
     if (after_burst && live < peak / 2) {

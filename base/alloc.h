@@ -28,9 +28,9 @@ struct pool {
 void *pool_get(struct pool *p);
 void pool_put(struct pool *p, void *obj);
 /* Gives memory freed after a peak back to the system, when the live count
- * LIVE (client connections) fell below half the peak seen since the last
- * time: a burst of connections leaves no lasting footprint. Cheap to call
- * every few seconds. */
-void eg_release_after_peak(unsigned long live);
+ * LIVE (client connections) fell below half the peak (HIGH: the most seen
+ * since the last call) since the last trim: a burst of connections leaves
+ * no lasting footprint. Cheap to call every few seconds. */
+void eg_release_after_peak(unsigned long live, unsigned long high);
 
 #endif

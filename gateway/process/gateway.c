@@ -257,7 +257,7 @@ static ev_timer drain_tm, drain_poll, trim_tm;
 static void on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)w, (void)revents;
-    eg_release_after_peak((unsigned long)counters->connections_active);
+    eg_release_after_peak((unsigned long)counters->connections_active, conn_high_water());
 }
 
 static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents)

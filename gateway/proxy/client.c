@@ -10,6 +10,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+/* The most client connections open at once since conn_high_water() last
+ * asked: bursts shorter than the trim timer's period count too. */
+static unsigned long high_water;
+
 static void on_setup_io(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_timeout(struct conn *c);
 
@@ -56,6 +60,15 @@ static void conn_init(struct conn *c, int fd, struct listener *l, const struct n
         c->tls = false; /* out of memory: the handshake fails it */
     counters->connections_total++;
     counters->connections_active++;
+    if (counters->connections_active > high_water)
+        high_water = counters->connections_active;
+}
+
+unsigned long conn_high_water(void)
+{
+    unsigned long h = high_water;
+    high_water = counters->connections_active;
+    return h;
 }
 
 void conn_accept(int fd, struct listener *l, const struct net_addr *peer,

@@ -75,6 +75,8 @@ void conn_accept(int fd, struct listener *l, const struct net_addr *peer,
                  const struct conn_ops *ops);
 /* Releases the client socket and everything the base holds. */
 void conn_done(struct conn *c);
+/* The most client connections open at once since the last call. */
+unsigned long conn_high_water(void);
 /* C, a stream of the established connection PARENT: same listener, peer and
  * TLS flag, its own reference to the current generation (to PARENT's when
  * the listener is gone from it: false) and its own timer, which runs
