@@ -71,7 +71,9 @@ struct conf_dc {
     int min_servers;        /* up servers needed for the datacenter to be healthy */
     int passive_fall;       /* consecutive traffic failures that mark a server down */
     double passive_timeout; /* without active checks: how long a server stays down */
-    int passive_5xx;        /* consecutive 502/503/504 answers that eject a server (0: off) */
+    int passive_5xx;        /* consecutive answers of passive_codes that eject a server (0: off) */
+    const char *passive_codes; /* "502,503,504" as written */
+    uint64_t passive_code_bits[2]; /* bit N-500: status N counts (from passive_codes) */
     double passive_eject;   /* the first ejection's length; each repeat doubles it */
     int max_ejected;        /* percent of the servers that may be ejected at once */
     int spill_threshold;    /* percent of capacity below which new sessions spill over */

@@ -202,8 +202,11 @@ const struct conf_directive conf_directives[] = {
      .help = "without active checks: how long a passively failed server stays down"},
     {.name = "5xx", .parent = "passive", .ctx = CTX_DC, .kind = KIND_INT, .min = 0,
      .max = 1000, .def = "0", CONF_AT(struct conf_dc, passive_5xx),
-     .help = "consecutive 502, 503 or 504 answers that eject a server (outlier detection); 0: "
-             "off"},
+     .help = "consecutive answers with one of the `codes` that eject a server (outlier "
+             "detection); 0: off"},
+    {.name = "codes", .parent = "passive", .ctx = CTX_DC, .kind = KIND_WORD, .args = "CODE,...",
+     .max = 200, .def = "502,503,504", CONF_AT(struct conf_dc, passive_codes),
+     .help = "the 5xx statuses that count towards `5xx`, separated by commas"},
     {.name = "eject", .parent = "passive", .ctx = CTX_DC, .kind = KIND_DURATION,
      .flags = F_POSITIVE, .def = "10s", CONF_AT(struct conf_dc, passive_eject),
      .help = "how long an ejected server stays out the first time; each repeat doubles it, up "

@@ -9,14 +9,36 @@
 #include "conf/parser.h"
 #include "base/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
+/* "502,503,504" into one bit per status above 500; false on anything else. */
+static bool parse_codes(const char *s, uint64_t bits[2])
+{
+    bits[0] = bits[1] = 0;
+    for (;;) {
+        if (s[0] != '5' || !isdigit((unsigned char)s[1]) || !isdigit((unsigned char)s[2]))
+            return false;
+        int n = (s[1] - '0') * 10 + (s[2] - '0');
+        bits[n / 64] |= 1ULL << (n % 64);
+        s += 3;
+        if (*s == '\0')
+            return true;
+        if (*s++ != ',')
+            return false;
+    }
+}
+
 void conf_close_datacenter(struct parser *p, void *obj)
 {
     struct conf_dc *dc = obj;
+    if (!parse_codes(dc->passive_codes, dc->passive_code_bits))
+        conf_perr_at(p, dc->file, dc->line,
+                     "datacenter \"%s\": \"passive codes %s\": expected 5xx statuses separated "
+                     "by commas, e.g. 502,503,504", dc->name, dc->passive_codes);
     if (dc->server_lines == 0) { /* an invalid one was reported already */
         conf_perr_at(p, dc->file, dc->line, "datacenter \"%s\": no \"server\"", dc->name);
         return;

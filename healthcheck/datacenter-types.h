@@ -66,7 +66,7 @@ struct srv {
     struct check_result last_check;
     int good, bad;              /* consecutive check results (rise/fall) */
     int passive_fails;          /* consecutive traffic failures */
-    int answers_5xx;            /* consecutive 502/503/504 answers (outlier detection) */
+    int answers_5xx;            /* consecutive answers of passive codes (outlier detection) */
     int ejections;              /* ejections in a row, each twice as long as the last */
     ev_tstamp ejected_until;    /* outlier: not back before then, whatever the checks say */
     ev_timer passive_tm;        /* brings a passively failed server back without checks */

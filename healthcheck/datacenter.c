@@ -334,7 +334,9 @@ void srv_answered(struct srv *s, int status)
 {
     if (!s->dc || s->dc->cd->passive_5xx == 0)
         return;
-    if (status < 502 || status > 504) {
+    const uint64_t *bits = s->dc->cd->passive_code_bits;
+    int n = status - 500;
+    if (n < 0 || n > 99 || !(bits[n / 64] & 1ULL << (n % 64))) {
         s->answers_5xx = 0;
         return;
     }

@@ -290,10 +290,10 @@ listener web {{ listen 127.0.0.1:{port}; mode http; hold_timeout 10s; hold_max 2
 
 
 class Always503:
-    """A server that answers 503 to everything but its health check."""
+    """A server that answers STATUS (503) to everything but its health check."""
 
-    def __init__(self):
-        self.hits = 0
+    def __init__(self, status=503):
+        self.status, self.hits = status, 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -321,7 +321,7 @@ class Always503:
                 health = head.split(b" ")[1] == b"/health"
                 self.hits += not health
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" if health else
-                          b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy")
+                          b"HTTP/1.1 %d Busy\r\nContent-Length: 4\r\n\r\nbusy" % self.status)
 
 
 def test_outlier_a_server_answering_503_is_ejected_and_comes_back(env):
@@ -344,6 +344,27 @@ listener web {{ listen 127.0.0.1:{port}; mode http; }}
     assert all(RawHTTP(port).request(f"/b{i}")[0] == 200 for i in range(10))
     wait_until(lambda: [s for s in dc_state(sp, "ams")["servers"]
                         if s["address"] == bad.addr][0]["up"], timeout=5, what="back after 1s")
+
+
+@pytest.mark.parametrize("codes, ejected", [(None, False), ("500,503", True)])
+def test_outlier_codes_decide_which_answers_count(env, codes, ejected):
+    """A server answering 500: not an outlier by default (502, 503, 504),
+    one with passive codes 500,503."""
+    good = [env.dcsim("ams"), env.dcsim("ams")]
+    bad = Always503(500)
+    port, sp = free_port(), free_port()
+    env.gateway(f"""
+stats 127.0.0.1:{sp};
+datacenter ams {{ server {good[0].addr}; server {good[1].addr}; server {bad.addr};
+                 check http /health interval 100ms timeout 100ms rise 1 fall 2;
+                 passive 5xx 3 eject 10s {f"codes {codes}" if codes else ""}; }}
+listener web {{ listen 127.0.0.1:{port}; mode http; }}
+""", wait=[port])
+    wait_until(lambda: all(s["up"] for s in dc_state(sp, "ams")["servers"]), what="all up")
+    statuses = [RawHTTP(port).request(f"/{i}")[0] for i in range(30)]
+    assert statuses.count(500) == (3 if ejected else 10), statuses
+    srv = [s for s in dc_state(sp, "ams")["servers"] if s["address"] == bad.addr][0]
+    assert srv["up"] != ejected
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])

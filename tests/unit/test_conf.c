@@ -411,6 +411,10 @@ static void missing_semicolon_before_brace(void **state)
 static void missing_argument(void **state)
 {
     (void)state;
+    expect_error("datacenter a {\n server 127.0.0.1:9001;\n passive 5xx 3 codes 502,404;\n}\n" LSN,
+                 1, "\"passive codes 502,404\": expected 5xx statuses separated by commas");
+    expect_error("datacenter a {\n server 127.0.0.1:9001;\n passive codes 503,;\n}\n" LSN, 1,
+                 "expected 5xx statuses");
     expect_error("workers;\n" DC LSN, 1, "\"workers\": missing argument");
     expect_error(DC "listener l {\n listen;\n}\n", 3, "\"listen\": missing argument");
 }
@@ -738,7 +742,7 @@ static void bad_datacenter_tuning(void **state)
     expect_error("datacenter a {\n server 127.0.0.1:1;\n passive fall 2 timeout;\n}\n" LSN, 3,
                  "\"passive\": \"timeout\" needs a value");
     expect_error("datacenter a {\n server 127.0.0.1:1;\n passive rise 2;\n}\n" LSN, 3,
-                 "\"passive\": expected fall, timeout, 5xx or eject");
+                 "\"passive\": expected fall, timeout, 5xx, codes or eject");
     expect_error("datacenter a {\n server 127.0.0.1:1;\n max_ejected 101;\n}\n" LSN, 3,
                  "\"max_ejected\"");
     expect_error("datacenter a {\n server 127.0.0.1:1;\n min_servers 2;\n}\n" LSN, 1,
@@ -1344,7 +1348,7 @@ static void print_fills_in_every_default(void **state)
         "\nbuffer_size 16k;\n", "\ndrain_timeout 30s;\n", "\naffinity size 100000 ttl 1h;\n",
         "    server 127.0.0.1:9001 weight 1;\n",
         "    check tcp interval 1s timeout 1s rise 2 fall 3;\n",
-        "    passive fall 3 timeout 10s 5xx 0 eject 10s;\n", "    max_ejected 50;\n",
+        "    passive fall 3 timeout 10s 5xx 0 codes 502,503,504 eject 10s;\n", "    max_ejected 50;\n",
         "    resolve_interval 30s;\n", "    hold_max 0;\n", "    try_timeout 0s;\n",
         "    affinity prefer;\n",
         "    mode http;\n", "    session none;\n", "    datacenters a;\n", "    retries 2;\n",
