@@ -152,6 +152,9 @@ def test_drain_under_load_new_sessions_leave_pinned_stay_ready_brings_them_back(
     assert [c["what"] for c in st["operator"]["changes"]] == [
         "datacenter ams: ready", "datacenter ams: drain (pinned sessions leave in 60s)"]
     assert re.search(r"operator: datacenter ams: drain .*\(by 127\.0\.0\.1:\d+\)", gw.output())
+    print(f"drain under load: {load.n} requests, {len(load.failures)} failed; during the drain "
+          f"{len(during_new)} new sessions all in fra, {len(during_pinned)} pinned all in ams; "
+          f"after ready {len(after_new)} new sessions all in ams")
 
 
 def test_drain_timeout_then_pinned_sessions_leave(env):
@@ -259,6 +262,7 @@ def test_weight_zero_and_three_to_one(env):
     seen = spread(1000)
     assert seen["ams-a"] + seen["ams-b"] == 1000
     assert 700 <= seen["ams-a"] <= 800, seen
+    print(f"weight 3 against 1: {seen['ams-a']} / {seen['ams-b']} of 1,000 requests")
     ctl(gw.conf, "server", "drain", "ams", b.addr)
     assert spread(50) == {"ams-a": 50}
     ctl(gw.conf, "server", "ready", "ams", b.addr)
