@@ -139,11 +139,24 @@ def test_blackhole_with_posts_answers_them_502_at_once(env):
           f"{max(d[1] for d in around):.3f}s")
 
 
-def test_tcp_stream_is_closed_at_the_down_verdict(env):
+@pytest.mark.parametrize("bulk", [False, True])
+def test_tcp_stream_is_closed_at_the_down_verdict(env, bulk):
+    """BULK: 300 KB echoed first, so that both directions splice (pump.h)."""
     ams, _, port, sp = two_dcs(env, mode="tcp", delay=None)
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert b"dc=ams" in s.recv(1000)
+    if bulk:
+        body = b"z" * 300000
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body)
+        got = b""
+        while not (b"\r\n\r\n" in got and got.endswith(body)):
+            b = s.recv(1 << 16)
+            assert b
+            got += b
+        assert b"X-DC: ams" in got
+    else:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert b"dc=ams" in s.recv(1000)
     ams.send(signal.SIGSTOP)
     t0 = time.time()
     s.settimeout(5)
