@@ -282,8 +282,8 @@ const struct conf_directive conf_directives[] = {
              "request goes to the next server; 0: off"},
     {.name = "hedge_after", .ctx = CTX_LSN, .kind = KIND_DURATION, .def = "0",
      CONF_AT(struct conf_listener, hedge_after),
-     .help = "http: an idempotent request without an answer after it goes to the next "
-             "datacenter too; the first answer wins; 0: off"},
+     .help = "http: an idempotent request (or HTTP/2 stream) without an answer after it goes "
+             "to the next datacenter too; the first answer wins; not towards h2 servers; 0: off"},
     {.name = "affinity", .ctx = CTX_LSN, .kind = KIND_ENUM, .values = pins, .def = "prefer",
      CONF_AT(struct conf_listener, pin),
      .help = "prefer: a session follows to the nearest healthy datacenter while its own is "
@@ -317,8 +317,9 @@ const struct conf_directive conf_directives[] = {
      .help = "request bodies up to this size are kept to be replayed on failover"},
     {.name = "body_min_rate", .ctx = CTX_LSN, .kind = KIND_SIZE, .min = 0, .max = 1024 * MiB,
      .def = "0", CONF_AT(struct conf_listener, body_min_rate),
-     .help = "http: bytes per second a request body must average after its first 2 seconds, "
-             "else 408 (a slow sender holds no server connection for long); 0: off"},
+     .help = "http: bytes per second a request body (HTTP/2 streams' too) must average after "
+             "its first 2 seconds, else 408 (a slow sender holds no server connection for long); "
+             "0: off"},
     {.name = "buffer_request", .ctx = CTX_LSN, .kind = KIND_SIZE, .min = 0, .max = 64 * MiB,
      .def = "0", CONF_AT(struct conf_listener, buffer_request),
      .help = "http: a request body is received up to this size (at most replay_buffer) before "

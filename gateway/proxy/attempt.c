@@ -234,8 +234,12 @@ static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
     struct attempt *a = w->data;
     bool rd, wr;
     sk_ready(&a->up->sk, revents, &rd, &wr);
-    if (rd && a->hedge)
-        drop_hedge(a); /* the first connection answers first */
+    if (rd) { /* the first connection answers first */
+        a->answering = true;
+        a->hedge_at = 0;
+        if (a->hedge)
+            drop_hedge(a);
+    }
     a->ops->server_io(a, rd, wr);
 }
 
@@ -243,6 +247,8 @@ static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
 static void ready(struct attempt *a)
 {
     a->state = ATTEMPT_READY;
+    a->answering = false;
+    a->answer_at = a->hedge_at = 0;
     ev_set_cb(&a->up->sk.io, on_server_io);
     a->up->sk.io.data = a;
     a->ops->ready(a);
@@ -414,7 +420,7 @@ void attempt_failed(struct attempt *a, enum attempt_fault fault, int status)
                              fault == FAULT_DOWN);
 }
 
-/* ---- hedging ---- */
+/* ---- waiting for the answer, hedging ---- */
 
 static void on_hedge_io(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -424,6 +430,7 @@ static void hedge_wins(struct attempt *a)
     struct upstream *u = a->hedge;
     a->hedge = NULL;
     a->hedge_ready = false;
+    a->answering = true;
     upstream_close(take_up(a));
     set_up(a, u);
     ev_set_cb(&u->sk.io, on_server_io);
@@ -459,17 +466,17 @@ static void on_hedge_io(struct ev_loop *loop, ev_io *w, int revents)
         drop_hedge(a);
 }
 
-bool attempt_hedge(struct attempt *a)
+/* Sends the request a second time, to a server of the next datacenter (this
+ * one is as slow for the hedge as for us). False when there is none that
+ * speaks HTTP/1.1, or the retry budget refuses. */
+static bool hedge(struct attempt *a)
 {
-    if (a->hedge || a->rt.pinned || a->private_conn)
-        return false;
-    /* The next datacenter: this one is as slow for the hedge as for us. */
     struct route r = a->rt;
     if (r.nleft < (int)ARRAY_LEN(r.dcs_left))
         r.dcs_left[r.nleft++] = r.dc;
     r.dc = NULL;
     struct srv *s = route_next(a->c->gen, cl_of(a), &r);
-    if (!s || !budget_allows_retry())
+    if (!s || s->cs->h2 || !budget_allows_retry())
         return false;
     struct upstream *u = upstream_pool_take(s);
     bool pooled = u != NULL;
@@ -488,6 +495,48 @@ bool attempt_hedge(struct attempt *a)
     } else {
         sk_want_raw(gw.loop, &u->sk, EV_WRITE);
     }
+    return true;
+}
+
+/* Whether the request on the ready connection may be hedged: the listener
+ * asks for it, the connection is HTTP/1.1 and shared, nothing of an answer
+ * came, and the session may leave its datacenter. */
+static bool may_hedge(const struct attempt *a)
+{
+    return cl_of(a)->hedge_after > 0 && !a->hedge && !a->answering && !a->rt.pinned &&
+           !a->private_conn && !a->up->mux;
+}
+
+/* How long the server has for its first response byte: response_timeout,
+ * or try_timeout for a request that may go to another server afterwards
+ * (idempotent, and not on its last try). */
+static double answer_timeout(const struct attempt *a, bool idempotent)
+{
+    const struct conf_listener *cl = cl_of(a);
+    if (cl->try_timeout > 0 && idempotent && a->tries <= cl->retries)
+        return MIN(cl->try_timeout, cl->response_timeout);
+    return cl->response_timeout;
+}
+
+void attempt_await_answer(struct attempt *a, bool idempotent)
+{
+    ev_tstamp now = ev_now(gw.loop);
+    a->answer_at = now + answer_timeout(a, idempotent);
+    a->hedge_at = idempotent && may_hedge(a) ? now + cl_of(a)->hedge_after : 0;
+    conn_deadline(a->c, a->hedge_at > 0 ? MIN(a->hedge_at, a->answer_at) : a->answer_at);
+}
+
+/* The deadline is hedge_after's, not the answer's: the request goes to the
+ * next datacenter too when it may still be replayed. */
+static bool hedge_due(struct attempt *a)
+{
+    ev_tstamp now = ev_now(gw.loop);
+    if (a->hedge_at == 0 || now < a->hedge_at || now >= a->answer_at)
+        return false;
+    a->hedge_at = 0;
+    if (a->ops->replayable(a))
+        hedge(a);
+    conn_deadline(a->c, a->answer_at);
     return true;
 }
 
@@ -541,9 +590,10 @@ bool attempt_timeout(struct attempt *a)
         leave_hold(a, false);
         a->ops->give_up(a, 503, "hold timeout");
         return true;
+    case ATTEMPT_READY:
+        return hedge_due(a);
     case ATTEMPT_IDLE:
     case ATTEMPT_ROUTE:
-    case ATTEMPT_READY:
         return false;
     }
     return false;

@@ -63,9 +63,10 @@ struct attempt_ops {
     void (*waiting)(struct attempt *a);
     /* The ready server connection can be read (RD) or written (WR). */
     void (*server_io)(struct attempt *a, bool rd, bool wr);
-    /* Hedging (attempt_hedge): the hedge connection a->hedge is ready, or
-     * writable again: the mode writes the request on it. Returns false when
-     * it cannot (the hedge is then dropped). */
+    /* Hedging (see attempt_await_answer): the hedge connection a->hedge is
+     * ready, or writable again: the mode writes the request on it, from its
+     * first byte the first time after ready. Returns false when it cannot
+     * (the hedge is then dropped). */
     bool (*hedge_write)(struct attempt *a);
     /* The hedge answered first and is now a->up (the first connection was
      * closed): the mode carries on with it. */
@@ -89,6 +90,9 @@ struct attempt {
     struct upstream *up;        /* connecting (CONNECT) or carrying the exchange (READY) */
     struct upstream *hedge;     /* a second connection, to the next datacenter, racing up */
     bool hedge_ready;           /* the hedge connection is open: the request goes out on it */
+    bool answering;             /* READY: the server began to answer (or closed) */
+    ev_tstamp answer_at;        /* READY: when its server must have answered (0: not yet asked) */
+    ev_tstamp hedge_at;         /* READY: when the request goes to the next datacenter too (0: never) */
     struct upstream **kept;     /* private_conn: where the client keeps its idle server
                                  * connection between requests (NULL: it keeps none) */
     ev_tstamp hold_since;       /* when holding started (0: not held yet) */
@@ -115,11 +119,16 @@ void attempt_start(struct attempt *a);
  * keep-alive race); the request goes to the next server when
  * ops->replayable and the retry budget allow, else ops->give_up(STATUS). */
 void attempt_failed(struct attempt *a, enum attempt_fault fault, int status);
-/* Sends the request a second time, to the next datacenter, while the ready
- * connection still has not answered (hedge_after): the first answer wins,
- * the other connection is closed without charging its server. False when
- * no other datacenter or the retry budget allows it. */
-bool attempt_hedge(struct attempt *a);
+/* The whole request is on the ready connection: its server has until
+ * response_timeout to answer, or try_timeout for an IDEMPOTENT request with
+ * tries left (then attempt_timeout is false: the mode fails the attempt
+ * with FAULT_SLOW). With hedge_after, an IDEMPOTENT request still without
+ * an answer after it goes to the next datacenter too (ops->hedge_write),
+ * while ops->replayable, the retry budget and a datacenter allow: the first
+ * answer wins, the other connection is closed without charging its server.
+ * Not for private connections, pinned sessions, or HTTP/2 servers. Sets
+ * the client's deadline. */
+void attempt_await_answer(struct attempt *a, bool idempotent);
 /* The ready connection's server answered STATUS (outlier detection). When
  * that ejects the server, the other attempts on it move; this one, which
  * has its answer, stays. */
@@ -131,7 +140,8 @@ void attempt_session_issued(struct attempt *a, const char *key, size_t len);
  * its answer moves (see ops->server_down). */
 void attempt_server_down(struct srv *s);
 /* The client's deadline passed: true when the attempt owned it (connect or
- * hold timeout, handled here), false when the mode's own deadline is due. */
+ * hold timeout, hedge_after: handled here), false when the mode's own
+ * deadline is due. */
 bool attempt_timeout(struct attempt *a);
 /* A session pinned by `affinity strict` whose datacenter is down. */
 bool attempt_pinned_down(const struct attempt *a);

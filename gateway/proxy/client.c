@@ -118,6 +118,18 @@ void conn_stream_done(struct conn *c)
     gen_unref(c->gen);
 }
 
+/* Slow senders (slowloris with a body) hold a server connection: the grace
+ * lets a client's first bytes be slow (TCP slow start, a mobile radio). */
+#define BODY_GRACE 2.0
+
+ev_tstamp conn_body_deadline(const struct conn *c, ev_tstamp start, uint64_t in)
+{
+    ev_tstamp idle = ev_now(gw.loop) + c->cl->idle_timeout;
+    if (c->cl->body_min_rate == 0)
+        return idle;
+    return MIN(idle, start + BODY_GRACE + (double)in / c->cl->body_min_rate);
+}
+
 void conn_deadline(struct conn *c, ev_tstamp at)
 {
     c->deadline = at;

@@ -87,6 +87,11 @@ void conn_stream_done(struct conn *c);
  * case of activity pushing an idle timeout): the armed timer re-arms itself
  * lazily when it fires. */
 void conn_deadline(struct conn *c, ev_tstamp at);
+/* When a request body that began at START and brought IN bytes so far must
+ * have brought more: within idle_timeout of the last bytes, and, with
+ * body_min_rate, on average at that rate after its first 2 seconds (the
+ * deadline moves 1/rate seconds later with every byte). Past it: 408. */
+ev_tstamp conn_body_deadline(const struct conn *c, ev_tstamp start, uint64_t in);
 /* Moves an idle connection to the current generation. False when its
  * listener is gone from the configuration. */
 bool conn_rebase(struct conn *c);

@@ -98,6 +98,19 @@ struct h2_fields {
     int n;
 };
 
+/* How far one server connection has a stream's outgoing request:
+ * [PROXY header] head, then the body (raw, or chunked: one chunk for
+ * whatever payload waits when the last one went out), then the end. */
+struct h2_out {
+    uint32_t head_sent;         /* of pp + head */
+    uint32_t body_sent;         /* payload bytes out (whole chunks when chunked) */
+    uint32_t chunk_len, chunk_pos;  /* the chunk being written, bytes of it out */
+    uint32_t fin_sent;
+    bool chunk_open;            /* a chunk of the request body is being written */
+    uint8_t chunk_hl;
+    char chunk_hdr[20];
+};
+
 struct h2_stream {
     struct conn c;              /* the engine's view: generation, timer */
     struct attempt a;
@@ -117,22 +130,19 @@ struct h2_stream {
     bool deferred;              /* the data provider waits for bytes */
     bool keep_server;           /* the server connection may be pooled */
     bool accounted;             /* counted and logged */
-    bool chunk_open;            /* a chunk of the request body is being written */
     bool te_trailers;           /* the client said `te: trailers` */
     uint8_t method;
     uint8_t interims;           /* 1xx heads passed on */
     uint8_t pp_len;
-    uint8_t chunk_hl;
     uint16_t status;
     uint32_t hdr_bytes;         /* header list size so far (RFC 9113 6.5.2) */
     struct h2_fields *fields;   /* while header fields arrive */
     /* The request towards the server, in rq: [head][payload][end]. */
     struct buf *rq;
     uint32_t head_len, pay_len, fin_len;
-    uint32_t head_sent;         /* of pp + head */
-    uint32_t body_sent;         /* payload bytes out (whole chunks when chunked) */
-    uint32_t chunk_len, chunk_pos;  /* the chunk being written, bytes of it out */
-    uint32_t fin_sent;
+    struct h2_out out;          /* how far the ready connection has it */
+    struct h2_out hedge_out;    /* and the hedge connection (hedge_after) */
+    ev_tstamp body_start;       /* the request's HEADERS ended (body_min_rate) */
     uint64_t body_in;           /* DATA bytes received */
     uint64_t unconsumed;        /* DATA bytes not yet given back to the windows */
     /* The response from the server, in ob: [payload for the client][bytes
@@ -147,7 +157,6 @@ struct h2_stream {
     uint32_t trailers_len;
     ev_tstamp start;
     uint64_t tx_req, tx_resp;
-    char chunk_hdr[20];
     unsigned char pp[PP_BUILD_MAX];
     char key[AFFINITY_KEY_MAX];
     char ip[CONN_IP_MAX];

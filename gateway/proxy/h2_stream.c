@@ -64,7 +64,7 @@ static nghttp2_session *ng_of(const struct h2_stream *s) { return s->h->ng; }
 struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
 {
     struct h2_stream *s = pool_get(&stream_pool);
-    memset(s, 0, offsetof(struct h2_stream, chunk_hdr));
+    memset(s, 0, offsetof(struct h2_stream, pp));
     if (!conn_stream_init(&s->c, &h->c, &stream_conn_ops)) {
         conn_stream_done(&s->c);
         pool_put(&stream_pool, s);
@@ -448,6 +448,7 @@ void h2_stream_headers_done(struct h2_stream *s, const nghttp2_frame *f)
     if (f->headers.cat != NGHTTP2_HCAT_REQUEST || s->req_state != H2R_HEADERS)
         return;
     s->req_state = H2R_BODY;
+    s->body_start = ev_now(gw.loop);
     counters->requests_total++;
     counters->h2_requests_total++;
     conn_peer_ip(&s->c, s->ip);
@@ -481,82 +482,108 @@ static bool append(struct h2_stream *s, const void *p, size_t n)
     return true;
 }
 
-static bool request_unsent(const struct h2_stream *s)
+/* Whether O lacks part of the request. */
+static bool unsent(const struct h2_stream *s, const struct h2_out *o)
 {
-    return s->rq && (s->head_sent < s->pp_len + s->head_len || s->body_sent < s->pay_len ||
-                     s->chunk_open || s->fin_sent < s->fin_len);
+    return s->rq && (o->head_sent < s->pp_len + s->head_len || o->body_sent < s->pay_len ||
+                     o->chunk_open || o->fin_sent < s->fin_len);
 }
 
-/* The next bytes of the outgoing request: [PROXY header] head, then the
- * body (raw, or one chunk for whatever payload waits), then the end. */
-static int out_iov(struct h2_stream *s, struct iovec *iov)
+static bool request_unsent(const struct h2_stream *s) { return unsent(s, &s->out); }
+
+/* The next bytes of the outgoing request for O: [PROXY header] head, then
+ * the body (raw, or one chunk for whatever payload waits), then the end. */
+static int out_iov(struct h2_stream *s, struct h2_out *o, struct iovec *iov)
 {
     char *base = s->rq->data;
     int n = 0;
-    if (s->head_sent < s->pp_len + s->head_len) {
-        if (s->head_sent < s->pp_len)
-            n = iov_add(iov, n, s->pp + s->head_sent, s->pp_len - s->head_sent);
-        uint32_t from = s->head_sent > s->pp_len ? s->head_sent - s->pp_len : 0;
+    if (o->head_sent < s->pp_len + s->head_len) {
+        if (o->head_sent < s->pp_len)
+            n = iov_add(iov, n, s->pp + o->head_sent, s->pp_len - o->head_sent);
+        uint32_t from = o->head_sent > s->pp_len ? o->head_sent - s->pp_len : 0;
         n = iov_add(iov, n, base + from, s->head_len - from);
     }
     char *pay = base + s->head_len;
     if (!s->chunked) {
-        n = iov_add(iov, n, pay + s->body_sent, s->pay_len - s->body_sent);
+        n = iov_add(iov, n, pay + o->body_sent, s->pay_len - o->body_sent);
     } else {
-        if (!s->chunk_open && s->body_sent < s->pay_len) {
-            s->chunk_open = true;
-            s->chunk_len = s->pay_len - s->body_sent;
-            s->chunk_hl = (uint8_t)h2t_chunk_head(s->chunk_hdr, s->chunk_len);
-            s->chunk_pos = 0;
+        if (!o->chunk_open && o->body_sent < s->pay_len) {
+            o->chunk_open = true;
+            o->chunk_len = s->pay_len - o->body_sent;
+            o->chunk_hl = (uint8_t)h2t_chunk_head(o->chunk_hdr, o->chunk_len);
+            o->chunk_pos = 0;
         }
-        if (s->chunk_open) {
-            uint32_t hl = s->chunk_hl, c = s->chunk_pos, dl = s->chunk_len;
+        if (o->chunk_open) {
+            uint32_t hl = o->chunk_hl, c = o->chunk_pos, dl = o->chunk_len;
             if (c < hl)
-                n = iov_add(iov, n, s->chunk_hdr + c, hl - c);
+                n = iov_add(iov, n, o->chunk_hdr + c, hl - c);
             uint32_t pfrom = c > hl ? c - hl : 0;
             if (pfrom < dl)
-                n = iov_add(iov, n, pay + s->body_sent + pfrom, dl - pfrom);
+                n = iov_add(iov, n, pay + o->body_sent + pfrom, dl - pfrom);
             uint32_t sfrom = c > hl + dl ? c - hl - dl : 0;
             return iov_add(iov, n, &"\r\n"[sfrom], 2 - sfrom);
         }
     }
-    if (s->body_sent == s->pay_len)
-        n = iov_add(iov, n, pay + s->pay_len + s->fin_sent, s->fin_len - s->fin_sent);
+    if (o->body_sent == s->pay_len)
+        n = iov_add(iov, n, pay + s->pay_len + o->fin_sent, s->fin_len - o->fin_sent);
     return n;
 }
 
-/* Accounts for W bytes written, in the order out_iov gave them. */
-static void advance(struct h2_stream *s, size_t w)
+/* Accounts for W bytes written for O, in the order out_iov gave them. */
+static void advance(struct h2_stream *s, struct h2_out *o, size_t w)
 {
-    size_t take = MIN(w, (size_t)(s->pp_len + s->head_len - s->head_sent));
-    s->head_sent += (uint32_t)take;
+    size_t take = MIN(w, (size_t)(s->pp_len + s->head_len - o->head_sent));
+    o->head_sent += (uint32_t)take;
     w -= take;
-    if (s->chunk_open) {
-        uint32_t total = s->chunk_hl + s->chunk_len + 2;
-        take = MIN(w, (size_t)(total - s->chunk_pos));
-        s->chunk_pos += (uint32_t)take;
+    if (o->chunk_open) {
+        uint32_t total = o->chunk_hl + o->chunk_len + 2;
+        take = MIN(w, (size_t)(total - o->chunk_pos));
+        o->chunk_pos += (uint32_t)take;
         w -= take;
-        if (s->chunk_pos == total) {
-            s->chunk_open = false;
-            s->body_sent += s->chunk_len;
+        if (o->chunk_pos == total) {
+            o->chunk_open = false;
+            o->body_sent += o->chunk_len;
         }
         return;
     }
     if (!s->chunked) {
-        take = MIN(w, (size_t)(s->pay_len - s->body_sent));
-        s->body_sent += (uint32_t)take;
+        take = MIN(w, (size_t)(s->pay_len - o->body_sent));
+        o->body_sent += (uint32_t)take;
         w -= take;
     }
-    s->fin_sent += (uint32_t)w;
+    o->fin_sent += (uint32_t)w;
+}
+
+/* Writes what can go to SK for O: the bytes written (possibly 0), or
+ * EG_ERR. */
+static ssize_t send_out(struct h2_stream *s, struct h2_out *o, struct sk *sk)
+{
+    struct iovec iov[6];
+    ssize_t total = 0;
+    while (unsent(s, o)) {
+        int n = out_iov(s, o, iov);
+        if (n == 0)
+            break;
+        ssize_t w = sk_writev(sk, iov, n);
+        if (w == EG_AGAIN)
+            break;
+        if (w == EG_ERR)
+            return EG_ERR;
+        advance(s, o, (size_t)w);
+        total += w;
+    }
+    return total;
 }
 
 /* Forgets what the server has: the request can no longer be replayed, and
  * the client may send more. */
 static void drop_sent(struct h2_stream *s)
 {
-    uint32_t head = 0, pay = s->body_sent;
+    uint32_t head = 0, pay = s->out.body_sent;
+    if (s->a.hedge) /* it still writes them */
+        return;
     if (s->head_len > 0) {
-        if (s->head_sent < s->pp_len + s->head_len)
+        if (s->out.head_sent < s->pp_len + s->head_len)
             return;
         head = s->head_len;
     }
@@ -565,11 +592,11 @@ static void drop_sent(struct h2_stream *s)
     uint32_t rest = s->pay_len - pay + s->fin_len;
     memmove(s->rq->data, s->rq->data + head + pay, rest);
     if (head) {
-        s->head_len = s->head_sent = 0;
+        s->head_len = s->out.head_sent = 0;
         s->pp_len = 0;
     }
     s->pay_len -= pay;
-    s->body_sent = 0;
+    s->out.body_sent = 0;
     s->rq->tail = rest;
     s->replay_off = true;
     give_back(s, pay);
@@ -605,40 +632,40 @@ static void relieve(struct h2_conn *h)
     }
 }
 
-/* When the server must have answered: response_timeout from now, or
- * try_timeout for a request that may go to another server afterwards
- * (idempotent, and not on its last try), as in http mode. */
-static ev_tstamp answer_deadline(const struct h2_stream *s)
-{
-    const struct conf_listener *cl = s->c.cl;
-    bool another = s->a.tries <= cl->retries && s->idempotent;
-    double t = cl->try_timeout > 0 && another ? MIN(cl->try_timeout, cl->response_timeout)
-                                              : cl->response_timeout;
-    return ev_now(gw.loop) + t;
-}
-
 static void touch(struct h2_stream *s)
 {
     conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
 }
 
+/* The request moved: while its body arrives the client must keep sending
+ * (body_min_rate, idle_timeout, as in http mode), else idle_timeout. */
+static void request_moved(struct h2_stream *s)
+{
+    if (s->req_state == H2R_BODY)
+        conn_deadline(&s->c, conn_body_deadline(&s->c, s->body_start, s->body_in));
+    else
+        touch(s);
+}
+
+/* The whole request is out: the server must answer now (or a hedge may
+ * race it), counted from when it was first all out on this attempt. */
+static void await_answer(struct h2_stream *s)
+{
+    if (s->req_state == H2R_DONE && !request_unsent(s) && s->resp_state < H2P_BODY &&
+        s->a.answer_at == 0)
+        attempt_await_answer(&s->a, s->idempotent);
+}
+
 /* Writes what can go to the server. False when the attempt moved on. */
 static bool write_request(struct h2_stream *s)
 {
-    struct iovec iov[6];
     struct upstream *u = s->a.up;
-    while (request_unsent(s)) {
-        int n = out_iov(s, iov);
-        if (n == 0)
-            break;
-        ssize_t w = sk_writev(&u->sk, iov, n);
-        if (w == EG_AGAIN)
-            return true;
-        if (w == EG_ERR) {
-            attempt_failed(&s->a, FAULT_RESET, 502);
-            return false;
-        }
-        advance(s, (size_t)w);
+    ssize_t w = send_out(s, &s->out, &u->sk);
+    if (w == EG_ERR) {
+        attempt_failed(&s->a, FAULT_RESET, 502);
+        return false;
+    }
+    if (w > 0) {
         s->reached = true;
         s->tx_req += (uint64_t)w;
         u->srv->st->bytes_out += (uint64_t)w;
@@ -646,9 +673,7 @@ static bool write_request(struct h2_stream *s)
         if (!retaining(s))
             drop_sent(s);
     }
-    /* All out: from now on the server has answer_deadline() to answer. */
-    if (s->req_state == H2R_DONE && s->resp_state < H2P_BODY)
-        conn_deadline(&s->c, answer_deadline(s));
+    await_answer(s);
     return true;
 }
 
@@ -694,7 +719,7 @@ void h2_stream_data(struct h2_stream *s, const uint8_t *data, size_t len)
         relieve(s->h);
     if (s->a.state != ATTEMPT_READY)
         return;
-    touch(s);
+    request_moved(s);
     if (!retaining(s))
         stop_retaining(s);
     push_request(s);
@@ -987,19 +1012,19 @@ static size_t up_body(void *owner, uint8_t *buf, size_t len, bool *eof)
     size_t n = 0;
     *eof = true; /* no request left: answered meanwhile */
     if (s->rq) {
-        n = MIN(len, (size_t)(s->pay_len - s->body_sent));
-        memcpy(buf, s->rq->data + s->head_len + s->body_sent, n);
-        s->body_sent += (uint32_t)n;
+        n = MIN(len, (size_t)(s->pay_len - s->out.body_sent));
+        memcpy(buf, s->rq->data + s->head_len + s->out.body_sent, n);
+        s->out.body_sent += (uint32_t)n;
         s->tx_req += n;
-        *eof = s->req_state == H2R_DONE && s->body_sent == s->pay_len;
+        *eof = s->req_state == H2R_DONE && s->out.body_sent == s->pay_len;
         if (*eof)
-            s->fin_sent = s->fin_len; /* the trailers go as HEADERS */
+            s->out.fin_sent = s->fin_len; /* the trailers go as HEADERS */
         if (!retaining(s))
             drop_sent(s);
-        if (*eof && s->resp_state < H2P_BODY)
-            conn_deadline(&s->c, answer_deadline(s));
+        if (*eof)
+            await_answer(s);
         else if (n)
-            touch(s);
+            request_moved(s);
     }
     h2_leave(h);
     return n;
@@ -1181,9 +1206,7 @@ static void ready_h2(struct h2_stream *s)
         }
         s->a.up = v; /* the connection now belongs to the shared session */
     }
-    s->head_sent = s->head_len;
-    s->body_sent = s->fin_sent = 0;
-    s->chunk_open = false;
+    s->out = (struct h2_out){.head_sent = s->head_len};
     s->pp_len = 0;
     buf_put(s->ob);
     s->ob = NULL;
@@ -1199,9 +1222,9 @@ static void ready_h2(struct h2_stream *s)
     }
     s->reached = true;
     if (body)
-        touch(s);
+        request_moved(s);
     else
-        conn_deadline(&s->c, answer_deadline(s));
+        await_answer(s);
 }
 
 /* ---- the engine's callbacks ---- */
@@ -1224,8 +1247,7 @@ static void on_ready(struct attempt *a)
         h2_leave(h);
         return;
     }
-    s->head_sent = s->body_sent = s->fin_sent = 0;
-    s->chunk_open = false;
+    s->out = s->hedge_out = (struct h2_out){0};
     s->pp_len = 0;
     if (s->c.cl->send_proxy && u->requests == 0 && s->head_len > 0)
         s->pp_len = (uint8_t)conn_proxy_header(&h->c, s->pp);
@@ -1238,7 +1260,7 @@ static void on_ready(struct attempt *a)
     u->requests++;
     if (write_request(s)) {
         if (s->req_state != H2R_DONE || request_unsent(s))
-            touch(s);
+            request_moved(s);
         server_interest(s);
     }
     h2_leave(h);
@@ -1284,9 +1306,32 @@ static void on_server_down(struct attempt *a)
     h2_leave(s->h);
 }
 
+/* Writes the request on the hedge connection, from its first byte, as on
+ * the first one: the same bytes of rq, framed anew. */
+static bool on_hedge_write(struct attempt *a)
+{
+    struct h2_stream *s = stream_of(a);
+    if (!s->rq || s->replay_off || send_out(s, &s->hedge_out, &a->hedge->sk) == EG_ERR)
+        return false;
+    sk_want(gw.loop, &a->hedge->sk, true, unsent(s, &s->hedge_out));
+    return true;
+}
+
+/* The hedge answered first: the response is read from it, and what it lacks
+ * of the request goes on from where it was. */
+static void on_hedge_won(struct attempt *a)
+{
+    struct h2_stream *s = stream_of(a);
+    h2_enter(s->h);
+    s->out = s->hedge_out;
+    server_interest(s);
+    h2_leave(s->h);
+}
+
 static const struct attempt_ops h2_attempt_ops = {
     .ready = on_ready, .give_up = on_give_up, .replayable = replayable, .waiting = on_waiting,
-    .server_io = on_server_io, .server_down = on_server_down,
+    .server_io = on_server_io, .hedge_write = on_hedge_write, .hedge_won = on_hedge_won,
+    .server_down = on_server_down,
 };
 
 /* ---- timeouts ---- */

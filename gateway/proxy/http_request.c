@@ -103,28 +103,6 @@ static bool idempotent(const struct http_exchange *x)
     return http_method_idempotent(x->method) || (x->req.flags & HF_IDEMPOTENCY);
 }
 
-/* Whether a second attempt may race this one: hedge_after is set, the
- * request is idempotent and whole in ib, and nothing of an answer came. */
-static bool may_hedge(const struct http_session *s)
-{
-    const struct http_exchange *x = s->x;
-    return s->c.cl->hedge_after > 0 && !x->a.hedge && idempotent(x) &&
-           x->req_state == REQ_DONE && !x->replay_off && !x->resp_started && !x->ob;
-}
-
-/* How long the server has for its first response byte: response_timeout,
- * or try_timeout for a request that may go to another server afterwards
- * (idempotent, and not on its last try). */
-static double answer_timeout(const struct http_session *s)
-{
-    const struct conf_listener *cl = s->c.cl;
-    const struct http_exchange *x = s->x;
-    bool another = x->a.tries <= cl->retries && idempotent(x);
-    if (cl->try_timeout > 0 && another)
-        return MIN(cl->try_timeout, cl->response_timeout);
-    return cl->response_timeout;
-}
-
 bool http_flush_request(struct http_session *s)
 {
     struct http_exchange *x = s->x;
@@ -143,13 +121,9 @@ bool http_flush_request(struct http_session *s)
         x->reached = true;
         x->a.up->srv->st->bytes_out += (uint64_t)w;
         counters->bytes_out_total += (uint64_t)w;
-        /* All out: from now on the server has answer_timeout() to answer,
-         * and past hedge_after the request goes to another one too. */
-        if (x->req_state == REQ_DONE && !http_request_unsent(x) && x->resp_state < RESP_BODY) {
-            x->answer_at = ev_now(gw.loop) + answer_timeout(s);
-            double hedge = may_hedge(s) ? ev_now(gw.loop) + s->c.cl->hedge_after : x->answer_at;
-            conn_deadline(&s->c, MIN(x->answer_at, hedge));
-        }
+        /* All out: the server must answer now (or a hedge may race it). */
+        if (x->req_state == REQ_DONE && !http_request_unsent(x) && x->resp_state < RESP_BODY)
+            attempt_await_answer(&x->a, idempotent(x));
     }
     return true;
 }
@@ -224,18 +198,9 @@ bool http_client_readable(const struct http_session *s)
 
 /* ---- the request body ---- */
 
-/* Body bytes must keep arriving: within idle_timeout of each other, and,
- * with body_min_rate, on average at that rate after a grace of BODY_GRACE
- * seconds (the deadline moves 1/rate seconds later with every byte). */
-#define BODY_GRACE 2.0
-
 static ev_tstamp body_deadline(const struct http_session *s)
 {
-    const struct http_exchange *x = s->x;
-    ev_tstamp idle = ev_now(gw.loop) + s->c.cl->idle_timeout;
-    if (s->c.cl->body_min_rate == 0)
-        return idle;
-    return MIN(idle, x->body_start + BODY_GRACE + (double)x->body_in / s->c.cl->body_min_rate);
+    return conn_body_deadline(&s->c, s->x->body_start, s->x->body_in);
 }
 
 /* ---- the attempt engine's callbacks ---- */
@@ -245,7 +210,7 @@ static void on_ready(struct attempt *a)
     struct http_session *s = session_of(a);
     struct http_exchange *x = s->x;
     struct upstream *u = a->up;
-    x->req_sent = 0;
+    x->req_sent = x->hedge_sent = 0;
     x->pp_len = 0;
     if (s->c.cl->send_proxy && u->requests == 0 && !x->head_gone)
         x->pp_len = (uint8_t)conn_proxy_header(&s->c, x->pp);
@@ -258,7 +223,7 @@ static void on_ready(struct attempt *a)
     u->requests++;
     if (!http_flush_request(s))
         return;
-    if (x->req_state != REQ_DONE) /* else flush_request set the answer's deadline */
+    if (x->req_state != REQ_DONE) /* else flush_request awaits the answer */
         conn_deadline(&s->c, body_deadline(s));
     else if (http_request_unsent(x))
         conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
@@ -602,14 +567,6 @@ void http_request_timeout(struct http_session *s)
     }
     if (x->a.state != ATTEMPT_READY) {
         http_free(s, false);
-        return;
-    }
-    bool waiting = x->resp_state == RESP_HEAD && !x->ob && !x->resp_started;
-    if (waiting && ev_now(gw.loop) < x->answer_at) { /* hedge_after, not the answer's */
-        x->hedge_sent = 0;
-        if (may_hedge(s))
-            attempt_hedge(&x->a);
-        conn_deadline(&s->c, x->answer_at);
         return;
     }
     if (x->resp_state >= RESP_BODY || x->resp_started) {

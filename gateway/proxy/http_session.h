@@ -80,7 +80,6 @@ struct http_exchange {
     uint8_t pp_len;             /* PROXY header opening this attempt's connection */
     struct buf *ob;             /* response bytes */
     ev_tstamp start;            /* first byte of the head */
-    ev_tstamp answer_at;        /* the server must have answered by then */
     ev_tstamp body_start;       /* the head was complete */
     uint64_t body_in;           /* body bytes received so far */
     uint64_t tx_req, tx_resp;   /* request bytes to the server, response bytes out */

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -319,3 +320,50 @@ class RawHTTP:
 
     def close(self):
         self.s.close()
+
+
+class HalfSlow:
+    """An HTTP server answering every other request 2 s late (a datacenter
+    gone gray), its health check at once."""
+
+    def __init__(self, name):
+        self.name, self.n = name, 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        buf = b""
+        with c:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        data = c.recv(4096)
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                if head.split(b" ")[1] != b"/health":
+                    with self.lock:
+                        self.n += 1
+                        slow = self.n % 2 == 0
+                    if slow:
+                        time.sleep(2)
+                body = b"dc=" + self.name.encode() + b"\n"
+                try:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                except OSError:
+                    return

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import RawHTTP, dc_state, free_port, http_get, stats, wait_until
+from conftest import HalfSlow, RawHTTP, dc_state, free_port, http_get, stats, wait_until
 from helper_ws import TEXT, WSClient
 
 FAST = "check http /health interval 100ms timeout 100ms rise 2 fall 2;"
@@ -450,53 +450,6 @@ listener web {{ listen 127.0.0.1:{port}; mode http; session cookie sid; affinity
     t.join(15)
     status, _, body = result[0]
     assert status == 200 and body.startswith(b"dc=ams"), body
-
-
-class HalfSlow:
-    """An HTTP server answering every other request 2 s late (a datacenter
-    gone gray), its health check at once."""
-
-    def __init__(self, name):
-        self.name, self.n = name, 0
-        self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        buf = b""
-        with c:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        data = c.recv(4096)
-                    except OSError:
-                        return
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                if head.split(b" ")[1] != b"/health":
-                    with self.lock:
-                        self.n += 1
-                        slow = self.n % 2 == 0
-                    if slow:
-                        time.sleep(2)
-                body = b"dc=" + self.name.encode() + b"\n"
-                try:
-                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-                except OSError:
-                    return
 
 
 def p99_through(env, hedge, per_client):

@@ -11,12 +11,13 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 
 import hpack
 import pytest
 
-from conftest import dc_state, free_port, http_get, stats, wait_until
+from conftest import HalfSlow, dc_state, free_port, http_get, stats, wait_until
 from helper_h2 import (CONTINUATION, DATA, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,
                        FLOW_CONTROL_ERROR, GOAWAY, HEADERS, NO_ERROR, PING, PROTOCOL_ERROR,
                        REFUSED_STREAM, SETTINGS, WINDOW_UPDATE, H1Server, H2Client, H2Server,
@@ -277,6 +278,119 @@ def test_no_datacenter_holds_then_503(env):
     st = c.get("/")
     assert status(st) == 503 and dict(st["headers"])["retry-after"] == "1"
     assert time.time() - t0 >= 0.25
+
+
+# ---- hedging and slow senders, as in http mode ----
+
+def h2_p99_through(env, hedge, per_client):
+    """p99 of h2 streams (4 connections, one stream at a time each) through a
+    gateway whose nearest datacenter answers every other request 2 s late."""
+    ams, fra = HalfSlow("ams"), env.dcsim("fra")
+    port, sp = gateway(env, [("ams", 1, [ams.addr]), ("fra", 2, [fra.addr])],
+                       listener=f"http2 on; hedge_after {hedge};", sess="",
+                       extra="retry_budget 60;")
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    took = []
+
+    def client(k):
+        c = H2Client(port, timeout=10)
+        for i in range(per_client):
+            t0 = time.time()
+            assert status(c.get(f"/{k}/{i}")) == 200
+            took.append(time.time() - t0)
+        c.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    took.sort()
+    return took[int(len(took) * 0.99) - 1], len(took), stats(sp)["counters"]
+
+
+def test_hedging_cuts_the_tail_of_h2_streams(env):
+    p99_off, n_off, _ = h2_p99_through(env, "0", 8)
+    p99_on, n_on, counters = h2_p99_through(env, "50ms", 25)
+    print(f"h2 streams: p99 without hedging {p99_off * 1000:.0f} ms, with hedge_after 50ms "
+          f"{p99_on * 1000:.0f} ms over {n_on} requests; hedges {counters['hedges_total']}, "
+          f"won {counters['hedges_won_total']}")
+    assert (n_off, n_on) == (32, 100)
+    assert p99_off > 1.5
+    assert p99_on < 0.1
+    assert counters["hedges_won_total"] > 0
+
+
+def silent_server():
+    """A server that takes connections and requests and never answers."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+
+    def run(kept=[]):
+        while True:
+            kept.append(ls.accept()[0])
+
+    threading.Thread(target=run, daemon=True).start()
+    return f"127.0.0.1:{ls.getsockname()[1]}"
+
+
+def test_a_hedged_stream_sends_its_body_and_trailers_whole(env):
+    fra = H1Server(free_port(), body=b"from fra", trailers=None)
+    fra.start()
+    port, sp = gateway(env, [("ams", 1, [silent_server()]), ("fra", 2, [f"127.0.0.1:{fra.port}"])],
+                       listener="http2 on; hedge_after 50ms;", sess="", check=SLOW)
+    wait_until(lambda: dc_state(sp, "ams")["healthy"] and dc_state(sp, "fra")["healthy"],
+               what="both up")
+    c = H2Client(port)
+    # Chunked towards ams as the DATA came; framed anew for the hedge.
+    sid = c.request("/chunked", [("idempotency-key", "k1")], method="PUT", end=False)
+    for part in (b"hello ", b"world"):
+        c.c.send_data(sid, part)
+        c.flush()
+        time.sleep(0.02)
+    c.c.send_headers(sid, [("x-sum", "42")], end_stream=True)
+    c.flush()
+    st = c.response(sid)
+    assert (status(st), st["data"]) == (200, b"from fra")
+    assert fra.requests[-1]["body"] == b"hello world"
+    assert fra.requests[-1]["trailers"] == ["x-sum: 42"]
+    st = c.get("/len", [("content-length", "3")], body=b"abc", method="PUT")
+    assert status(st) == 200 and fra.requests[-1]["body"] == b"abc"
+    counters = stats(sp)["counters"]
+    assert (counters["hedges_total"], counters["hedges_won_total"]) == (2, 2)
+    fra.stop()
+
+
+def test_a_stream_below_body_min_rate_gets_408_next_to_a_normal_one(env):
+    ams = env.dcsim("ams")
+    port, sp = gateway(env, [("ams", 1, [ams.addr])], listener="http2 on; body_min_rate 1k;")
+    wait_until(lambda: dc_state(sp, "ams")["healthy"], what="ams up")
+    c = H2Client(port, timeout=10)
+    slow = c.request("/up", [("content-length", "100000")], method="POST", end=False)
+    t0 = time.time()
+    fast = []
+    while time.time() - t0 < 8 and c.streams[slow]["headers"] is None \
+            and c.streams[slow]["reset"] is None:
+        c.c.send_data(slow, b"x")
+        c.flush()
+        t1 = time.time()
+        assert status(c.get(f"/ok{len(fast)}")) == 200   # the same connection goes on
+        fast.append(time.time() - t1)
+        time.sleep(0.4)
+    took = time.time() - t0
+    st = c.response(slow)
+    print(f"slow stream answered {status(st)} after {took:.1f} s; {len(fast)} other streams "
+          f"meanwhile, slowest {max(fast) * 1000:.0f} ms")
+    assert status(st) == 408
+    assert 1.5 < took < 5, took
+    assert max(fast) < 0.2
+    c.wait(lambda: c.streams[slow]["reset"] is not None, "the slow stream reset")
+    assert status(c.get("/after")) == 200
+    counters = stats(sp)["counters"]
+    assert counters["http_4xx_total"] == 1
+    assert counters["client_errors_total"] == 1
 
 
 # ---- limits and floods ----
