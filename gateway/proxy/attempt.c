@@ -88,6 +88,10 @@ static const struct conf_listener *cl_of(const struct attempt *a) { return a->c-
 
 /* ---- holding ---- */
 
+/* Servers marked down so far: a request awaiting a verdict (await_verdict)
+ * learns from it that an outage, not the request, reset its attempts. */
+static unsigned long down_verdicts;
+
 static void route(struct attempt *a);
 
 static void enter_hold(struct attempt *a)
@@ -121,6 +125,13 @@ static void on_wake(struct hold *h)
     if (!conn_rebase(a->c)) {
         a->ops->give_up(a, 503, "listener removed");
         return;
+    }
+    if (a->awaiting_verdict) {
+        if (down_verdicts == a->downs_before) { /* not sent again before a verdict */
+            enter_hold(a);
+            return;
+        }
+        a->awaiting_verdict = false; /* an outage: servers were marked down meanwhile */
     }
     route(a);
 }
@@ -175,6 +186,41 @@ static void no_server(struct attempt *a, int status, bool outage)
     enter_hold(a);
     conn_deadline(a->c, a->hold_since + cl_of(a)->hold_timeout);
     a->ops->waiting(a);
+}
+
+/* How long S's checks take to mark it down (passive checks: a second). */
+static double verdict_time(const struct srv *s)
+{
+    if (!s || !s->dc)
+        return 0;
+    const struct conf_check *ck = &s->dc->cd->check;
+    return ck->type == CHECK_NONE ? 1.0 : ck->interval * ck->fall + ck->timeout;
+}
+
+/* Every attempt was reset before an answer: servers killed at once (the
+ * checks will mark them down), or a request that crashes them (a query of
+ * death: nothing else fails). Only the verdict tells them apart, so the
+ * request waits for it without going out again, for WAIT (verdict_time()
+ * of the last server tried): a server marked down meanwhile makes it an
+ * outage (held as usual, replayed when a datacenter is back: on_wake,
+ * attempt_timeout); none, a 502. */
+static bool await_verdict(struct attempt *a, double wait)
+{
+    const struct conf_listener *cl = cl_of(a);
+    if (wait <= 0 || cl->hold_timeout <= 0 || gw.draining || hold_full(a))
+        return false;
+    if (a->hold_since == 0) {
+        a->hold_since = ev_now(gw.loop);
+        counters->held_total++;
+    }
+    a->awaiting_verdict = true;
+    a->downs_before = down_verdicts;
+    a->tries = 0;
+    a->hold.wake = on_wake;
+    enter_hold(a);
+    conn_deadline(a->c, a->hold_since + MIN(wait, cl->hold_timeout));
+    a->ops->waiting(a);
+    return true;
 }
 
 /* ---- routing ---- */
@@ -412,9 +458,12 @@ void attempt_failed(struct attempt *a, enum attempt_fault fault, int status)
         srv_unref(s);
         return;
     }
+    double verdict_wait = fault == FAULT_RESET ? verdict_time(s) : 0;
     if (s)
         srv_unref(s);
     if (next_server(a))
+        return;
+    if (verdict_wait > 0 && !may_hold(a, false) && await_verdict(a, verdict_wait))
         return;
     no_server(a, status, fault == FAULT_REFUSED || fault == FAULT_TIMEOUT ||
                              fault == FAULT_DOWN);
@@ -559,6 +608,7 @@ void attempt_answered(struct attempt *a, int status)
  * others (on other servers) but never on S, which is down. */
 void attempt_server_down(struct srv *s)
 {
+    down_verdicts++;
     struct dlist batch;
     if (dlist_empty(&s->inflight))
         return;
@@ -586,8 +636,16 @@ bool attempt_timeout(struct attempt *a)
         attempt_failed(a, FAULT_TIMEOUT, 504);
         return true;
     case ATTEMPT_HOLD:
-        counters->hold_expired_total++;
         leave_hold(a, false);
+        if (a->awaiting_verdict) {
+            a->awaiting_verdict = false;
+            if (down_verdicts == a->downs_before) /* servers stayed up: the request's doing */
+                a->ops->give_up(a, 502, "server failed");
+            else
+                route(a); /* an outage after all: wherever it can go now, or held */
+            return true;
+        }
+        counters->hold_expired_total++;
         a->ops->give_up(a, 503, "hold timeout");
         return true;
     case ATTEMPT_READY:

@@ -96,6 +96,8 @@ struct attempt {
     struct upstream **kept;     /* private_conn: where the client keeps its idle server
                                  * connection between requests (NULL: it keeps none) */
     ev_tstamp hold_since;       /* when holding started (0: not held yet) */
+    bool awaiting_verdict;      /* HOLD after resets only: until the checks judge (await_verdict) */
+    unsigned long downs_before; /* servers marked down before it began to await */
     struct hold hold;
     struct dlist inflight;      /* in up->srv->inflight while up is set */
     struct route rt;

@@ -3,6 +3,7 @@ death" must cost one server hit per request and mark nothing down (it
 marked every datacenter down once), and a client sees a clean 502."""
 
 import socket
+import struct
 import threading
 import time
 
@@ -77,6 +78,9 @@ class FakeServer:
                     c.sendall(OK)
                 elif path == "/early-hints":
                     c.sendall(EARLY_HINTS)
+                elif path == "/reset":  # as a server crashing on it would
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
                 else:
                     c.sendall(BAD.get(path, OK))
                     if path in BAD:
@@ -124,6 +128,21 @@ def test_a_query_of_death_costs_one_hit_and_marks_nothing_down(three, path):
     assert all(healthy(sp).values()), healthy(sp)
     assert stats(sp)["counters"]["invalid_responses_total"] == 3
     # The client's next request is served as usual.
+    assert http_get(port, "/fine")[0] == 200
+
+
+def test_a_request_that_resets_every_server_gets_502_once_the_checks_say_up(three):
+    """Resets alone cannot tell servers killed at once from a request that
+    crashes them: the request waits for the checks' verdict, without going
+    out again, then gets its 502."""
+    servers, port, sp = three
+    t0 = time.time()
+    status, _, _ = http_get(port, "/reset")
+    took = time.time() - t0
+    assert status == 502
+    assert sum(len(s.hits) for s in servers) == 3, [s.hits for s in servers]
+    assert 0.6 <= took < 3.0, took  # interval 100ms x fall 2 + timeout 500ms
+    assert all(healthy(sp).values()), healthy(sp)
     assert http_get(port, "/fine")[0] == 200
 
 
