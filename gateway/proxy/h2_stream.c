@@ -30,6 +30,7 @@
 #include "base/counters.h"
 #include "base/log.h"
 #include "gateway/ops/access_log.h"
+#include "gateway/proxy/http_common.h"
 #include "gateway/proxy/h2_session.h"
 #include "gateway/proxy/h2_upstream.h"
 #include "gateway/proxy/upstream.h"
@@ -167,22 +168,6 @@ static const struct {
     {505, "http version not supported\n"},
 };
 
-/* As http_errors.c counts the responses the gateway writes itself. */
-static void count_error(int status)
-{
-    counters->client_errors_total++;
-    switch (status) {
-    case 502: counters->http_502_total++; break;
-    case 503: counters->http_503_total++; break;
-    case 504: counters->http_504_total++; break;
-    default:
-        if (status < 500)
-            counters->http_4xx_total++;
-        else
-            counters->http_5xx_other_total++;
-    }
-}
-
 static const char *err_body(int status)
 {
     for (size_t i = 0; i < ARRAY_LEN(err_bodies); i++)
@@ -210,7 +195,7 @@ static ssize_t read_err_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 /* Answers STATUS ourselves; a response already under way is cut. */
 static void respond(struct h2_stream *s, int status)
 {
-    count_error(status);
+    http_count_error(status);
     if (s->submitted) {
         reset(s, NGHTTP2_INTERNAL_ERROR, "cut");
         return;
@@ -247,20 +232,6 @@ static void respond(struct h2_stream *s, int status)
 }
 
 /* ---- the request's head ---- */
-
-static unsigned fwd_opts(const struct conf_listener *cl)
-{
-    return (cl->forward_for ? FWD_FOR : 0) | (cl->forwarded ? FWD_FORWARDED : 0);
-}
-
-static void limits_of(const struct conf_listener *cl, struct http_limits *lim)
-{
-    lim->max_line = cl->max_request_line;
-    lim->max_head = cl->max_header_size;
-    lim->max_headers = (uint16_t)cl->max_headers;
-    lim->sess_header = cl->sess == SESS_HEADER ? cl->sess_name : NULL;
-    lim->sess_header_len = (uint16_t)cl->sess_name_len;
-}
 
 static uint32_t header_list_limit(const struct h2_stream *s)
 {
@@ -377,7 +348,7 @@ static bool store_head(struct h2_stream *s, struct http_msg *m)
 {
     struct fwd fwd;
     struct iovec iov[HTTP_MAX_HDRS + 8];
-    fwd_prepare(&fwd, m, scratch, fwd_opts(s->c.cl), s->ip, s->c.tls);
+    fwd_prepare(&fwd, m, scratch, http_fwd_opts(s->c.cl), s->ip, s->c.tls);
     int n = fwd_head(&fwd, m, scratch, iov, 0);
     s->rq = buf_get();
     for (int i = 0; i < n; i++)
@@ -412,7 +383,7 @@ static void start_request(struct h2_stream *s, bool body)
         return;
     }
     struct http_limits lim;
-    limits_of(s->c.cl, &lim);
+    http_limits_of(s->c.cl, &lim);
     struct http_msg m;
     http_msg_init(&m, false, scratch_hdrs, HTTP_MAX_HDRS);
     int rc = http_parse(&m, scratch, (size_t)len, &lim);

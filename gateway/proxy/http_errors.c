@@ -2,6 +2,7 @@
  * accounting of every finished request (counters, access log). */
 #include "base/counters.h"
 #include "gateway/ops/access_log.h"
+#include "gateway/proxy/http_common.h"
 #include "gateway/proxy/http_session.h"
 
 #include <string.h>
@@ -61,21 +62,6 @@ void http_request_done(struct http_session *s, int status, const char *end)
     attempt_log(&x->a, &r);
 }
 
-static void count_error(int status)
-{
-    counters->client_errors_total++;
-    switch (status) {
-    case 502: counters->http_502_total++; break;
-    case 503: counters->http_503_total++; break;
-    case 504: counters->http_504_total++; break;
-    default:
-        if (status < 500)
-            counters->http_4xx_total++;
-        else
-            counters->http_5xx_other_total++;
-    }
-}
-
 static const char *response_for(int status)
 {
     for (size_t i = 0; i < ARRAY_LEN(err_resps); i++)
@@ -86,7 +72,7 @@ static const char *response_for(int status)
 
 void http_send_error(struct http_session *s, int status)
 {
-    count_error(status);
+    http_count_error(status);
     bool started = false;
     int variant = 0;
     if (s->x) {

@@ -13,6 +13,7 @@
 #include "base/counters.h"
 #include "base/log.h"
 #include "gateway/ops/access_log.h"
+#include "gateway/proxy/http_common.h"
 #include "gateway/proxy/http_session.h"
 #include "gateway/proxy/upstream.h"
 
@@ -302,20 +303,6 @@ const struct attempt_ops http_attempt_ops = {
 
 /* ---- the request head ---- */
 
-static unsigned fwd_opts(const struct conf_listener *cl)
-{
-    return (cl->forward_for ? FWD_FOR : 0) | (cl->forwarded ? FWD_FORWARDED : 0);
-}
-
-static void limits_of(const struct conf_listener *cl, struct http_limits *lim)
-{
-    lim->max_line = cl->max_request_line;
-    lim->max_head = cl->max_header_size;
-    lim->max_headers = (uint16_t)cl->max_headers;
-    lim->sess_header = cl->sess == SESS_HEADER ? cl->sess_name : NULL;
-    lim->sess_header_len = (uint16_t)cl->sess_name_len;
-}
-
 /* Where the session key is in this request (NULL: it has none). */
 static const char *find_key(struct http_session *s, size_t *n)
 {
@@ -409,7 +396,7 @@ static void head_complete(struct http_session *s)
         http_send_error(s, 405);
         return;
     }
-    if (fwd_prepare(&x->fwd, &x->req, buf_rpos(s->ib), fwd_opts(s->c.cl), x->ip, s->c.tls) >
+    if (fwd_prepare(&x->fwd, &x->req, buf_rpos(s->ib), http_fwd_opts(s->c.cl), x->ip, s->c.tls) >
         MAX_DROPPED) {
         http_send_error(s, 400);
         return;
@@ -474,7 +461,7 @@ static bool parse_head(struct http_session *s)
         begin_request(s);
     struct http_exchange *x = s->x;
     struct http_limits lim;
-    limits_of(s->c.cl, &lim);
+    http_limits_of(s->c.cl, &lim);
     int rc = http_parse(&x->req, buf_rpos(b), buf_len(b), &lim);
     if (rc == EG_AGAIN) {
         if (buf_room(b) > 0)
