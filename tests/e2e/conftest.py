@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -322,18 +321,21 @@ class RawHTTP:
         self.s.close()
 
 
-class HalfSlow:
-    """An HTTP server answering every other request 2 s late (a datacenter
-    gone gray), its health check at once."""
+class HeadServer:
+    """An HTTP/1.1 server for tests: keep-alive, requests without bodies;
+    answer(path) gives each response's bytes (from a thread per
+    connection, so it may sleep)."""
 
-    def __init__(self, name):
-        self.name, self.n = name, 0
+    def __init__(self):
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
         self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
         threading.Thread(target=self.accept, daemon=True).start()
+
+    def answer(self, path):
+        raise NotImplementedError
 
     def accept(self):
         while True:
@@ -356,14 +358,32 @@ class HalfSlow:
                         return
                     buf += data
                 head, buf = buf.split(b"\r\n\r\n", 1)
-                if head.split(b" ")[1] != b"/health":
-                    with self.lock:
-                        self.n += 1
-                        slow = self.n % 2 == 0
-                    if slow:
-                        time.sleep(2)
-                body = b"dc=" + self.name.encode() + b"\n"
                 try:
-                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                    c.sendall(self.answer(head.split(b" ")[1]))
                 except OSError:
                     return
+
+
+def dc_answer(name, extra=b""):
+    """dcsim's answer: 200 with body dc=NAME, EXTRA header lines added."""
+    body = b"dc=" + name.encode() + b"\n"
+    return b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class HalfSlow(HeadServer):
+    """A datacenter gone gray: every other request answered 2 s late, its
+    health check at once."""
+
+    def __init__(self, name):
+        self.name, self.n = name, 0
+        super().__init__()
+
+    def answer(self, path):
+        if path != b"/health":
+            with self.lock:
+                self.n += 1
+                slow = self.n % 2 == 0
+            if slow:
+                time.sleep(2)
+        return dc_answer(self.name)
+

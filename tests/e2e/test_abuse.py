@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import EG_BIN, RawHTTP, dc_state, free_port, stats, wait_until
+from conftest import EG_BIN, HeadServer, RawHTTP, dc_answer, dc_state, free_port, stats, wait_until
 
 
 def gateway(env, listener):
@@ -203,42 +203,19 @@ listener web {{ listen 127.0.0.1:{port}; mode http; max_connections {want + 100}
           f"after they closed {rss_kb(gw.pid)} kB")
 
 
-class CookieIssuer:
+class CookieIssuer(HeadServer):
     """A datacenter's server that sets session cookie sid on /login."""
 
     def __init__(self, name):
         self.name, self.n = name, 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self.accept, daemon=True).start()
+        super().__init__()
 
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        buf = b""
-        with c:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = c.recv(4096)
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                extra = b""
-                if head.split(b" ")[1] == b"/login":
-                    self.n += 1
-                    extra = b"Set-Cookie: sid=issued%d; Path=/; HttpOnly\r\n" % self.n
-                body = b"dc=" + self.name.encode() + b"\n"
-                c.sendall(b"HTTP/1.1 200 OK\r\n" + extra +
-                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    def answer(self, path):
+        if path != b"/login":
+            return dc_answer(self.name)
+        with self.lock:
+            self.n += 1
+            return dc_answer(self.name, b"Set-Cookie: sid=issued%d; Path=/; HttpOnly\r\n" % self.n)
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import HalfSlow, RawHTTP, dc_state, free_port, http_get, stats, wait_until
+from conftest import HalfSlow, HeadServer, RawHTTP, dc_state, free_port, http_get, stats, wait_until
 from helper_ws import TEXT, WSClient
 
 FAST = "check http /health interval 100ms timeout 100ms rise 2 fall 2;"
@@ -302,39 +302,19 @@ listener web {{ listen 127.0.0.1:{port}; mode http; hold_timeout 10s; hold_max 2
     wait_until(lambda: stats(sp)["listeners"][0]["held_now"] == 0, what="held ones gone")
 
 
-class Always503:
+class Always503(HeadServer):
     """A server that answers STATUS (503) to everything but its health check."""
 
     def __init__(self, status=503):
         self.status, self.hits = status, 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self.accept, daemon=True).start()
+        super().__init__()
 
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        buf = b""
-        with c:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = c.recv(4096)
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                health = head.split(b" ")[1] == b"/health"
-                self.hits += not health
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" if health else
-                          b"HTTP/1.1 %d Busy\r\nContent-Length: 4\r\n\r\nbusy" % self.status)
+    def answer(self, path):
+        if path == b"/health":
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        with self.lock:
+            self.hits += 1
+        return b"HTTP/1.1 %d Busy\r\nContent-Length: 4\r\n\r\nbusy" % self.status
 
 
 def test_outlier_a_server_answering_503_is_ejected_and_comes_back(env):
