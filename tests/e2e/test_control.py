@@ -127,17 +127,23 @@ def test_drain_under_load_new_sessions_leave_pinned_stay_ready_brings_them_back(
     pinned = [f"pin-{i}" for i in range(20)]
     for key in pinned:
         assert dc_of(http_get(port, headers={"Cookie": f"sid={key}"})[2]) == "ams"
+    # Each phase lasts until it saw enough of both kinds (however slow the machine).
+    enough = 80
     with Load(port, pinned) as load:
-        time.sleep(0.5)
+        wait_until(lambda: len(load.between(0, time.time(), "new")) > enough, timeout=30,
+                   what="load before the drain")
         t_drain = time.time()
         r = ctl(gw.conf, "dc", "drain", "ams")
         assert "datacenter ams: drain" in r.stdout and "[local]" in r.stdout
         t_drained = time.time()
-        time.sleep(1.5)
+        wait_until(lambda: min(len(load.between(t_drained, time.time(), k))
+                               for k in ("new", "pinned")) > enough, timeout=30,
+                   what="load during the drain")
         t_ready = time.time()
         ctl(gw.conf, "dc", "ready", "ams")
         t_readied = time.time()
-        time.sleep(1.0)
+        wait_until(lambda: len(load.between(t_readied, time.time(), "new")) > enough, timeout=30,
+                   what="load after ready")
     assert load.failures == [] and load.n > 300, (load.n, load.failures[:3])
     before_new = load.between(0, t_drain, "new")
     assert before_new and set(before_new) == {"ams"}
@@ -203,9 +209,10 @@ def test_down_moves_in_flight_at_once_and_checks_do_not_bring_it_back(env):
     gw = env.gateway(two_dc_conf(sp, port, a, b, check="tcp"), wait=[port, sp])
     wait_until(lambda: dc_state(sp, "ams")["servers"][0]["rtt_ms"] is not None, what="checked")
     result = {}
+    sent = dc_state(sp, "ams")["requests_total"]
     t = threading.Thread(target=lambda: result.update(r=http_get(port, timeout=10)))
     t.start()
-    time.sleep(0.3)  # the request waits on ams
+    wait_until(lambda: dc_state(sp, "ams")["requests_total"] > sent, what="the request at ams")
     t0 = time.time()
     r = ctl(gw.conf, "dc", "down", "ams")
     assert "NOT HEALTHY" in r.stdout
@@ -213,7 +220,8 @@ def test_down_moves_in_flight_at_once_and_checks_do_not_bring_it_back(env):
     status, _, body = result["r"]
     assert status == 200 and dc_of(body) == "fra"
     assert time.time() - t0 < 1.0, "moved at once, not after ams answered"
-    time.sleep(1)  # ams passes its checks meanwhile
+    checks = stats(sp)["counters"]["checks_total"]  # ams passes a few rounds meanwhile
+    wait_until(lambda: stats(sp)["counters"]["checks_total"] >= checks + 6, what="3 rounds")
     srv = dc_state(sp, "ams")["servers"][0]
     assert srv["up"] is False and srv["reason"] == "operator: down" and srv["admin"] == "down"
     ctl(gw.conf, "dc", "ready", "ams")
@@ -426,7 +434,7 @@ def test_fleet_garbage_in_redis_is_ignored(env):
     redis.client.hset("f:op:state", "dc:fra", "[1, 2]")
     g1.send(signal.SIGHUP)  # re-reads the hash
     wait_until(lambda: stats_with_token(g1.sp)["generation"] == 2, what="reload")
-    time.sleep(0.2)
+    wait_until(lambda: control(g1.sp, TOKEN)[1]["fleet"]["bad_messages"] >= 6, what="all heard")
     dcs, doc = control(g1.sp, TOKEN)
     assert all(d["state"] == "ready" for d in dcs.values())
     assert doc["fleet"]["bad_messages"] >= 6
@@ -751,11 +759,10 @@ def test_workers_a_refusal_seen_by_one_worker_moves_all(env):
     deadline = time.time() + 5
     while time.time() < deadline and dc_state(sp, "ams")["servers"][1]["up"]:
         assert http_get(port)[0] == 200
-    time.sleep(0.1)
-    seen = by_worker(sp, 2)
-    for samples in seen.values():
-        for view, _ in samples:
-            assert view[0][3][1][1:] == (False, "connection refused"), view
+    # The other worker applies the shared view within 10 ms.
+    wait_until(lambda: all(view[0][3][1][1:] == (False, "connection refused")
+                           for samples in by_worker(sp, 2).values() for view, _ in samples),
+               what="both workers see b refused")
     for _ in range(20):
         status, _, body = http_get(port)
         assert status == 200 and dc_of(body) == "ams"

@@ -255,8 +255,7 @@ def test_idle_connection_holds_no_buffer(env):
     port, sp = h2c(env)
     c = H2Client(port)
     assert status(c.get("/")) == 200
-    time.sleep(0.2)
-    assert stats(sp)["counters"]["buffers_in_use"] == 0
+    wait_until(lambda: stats(sp)["counters"]["buffers_in_use"] == 0, what="buffers given back")
     assert stats(sp)["counters"]["connections_active"] == 1
 
 
@@ -530,8 +529,9 @@ def test_reload_and_drain_send_graceful_goaway(env):
     for sig in (signal.SIGHUP, signal.SIGTERM):
         c = H2Client(port)
         assert status(c.get("/")) == 200
+        sent = dc_state(sp, "ams")["requests_total"]
         sid = c.request("/slow")
-        time.sleep(0.1)
+        wait_until(lambda: dc_state(sp, "ams")["requests_total"] > sent, what="the stream at ams")
         t0 = time.time()
         g.send(sig)
         frames = c.read_frames(timeout=5)
