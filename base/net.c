@@ -152,13 +152,21 @@ int net_listen(const struct net_addr *a, int backlog, bool reuseport, char *err,
     return fd;
 }
 
-int net_connect(const struct net_addr *a, bool nodelay)
+void net_set_quickack(int fd, bool on)
+{
+    int v = on;
+    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &v, sizeof(v));
+}
+
+int net_connect(const struct net_addr *a, unsigned flags)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (nodelay)
+    if (flags & NET_NODELAY)
         net_set_nodelay(fd);
+    if (flags & NET_DELAYED_ACK)
+        net_set_quickack(fd, false);
     if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);

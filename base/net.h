@@ -37,12 +37,22 @@ bool net_addr_is_loopback(const struct net_addr *a);
 void net_addr_set_port(struct net_addr *a, uint16_t port);
 
 int net_listen(const struct net_addr *a, int backlog, bool reuseport, char *err, size_t errlen);
-/* Starts a non-blocking connect; returns the descriptor (connected or in
- * progress) or -1 with errno set. NODELAY: for sockets that carry data. */
-int net_connect(const struct net_addr *a, bool nodelay);
+/* How net_connect sets up the socket. */
+enum {
+    NET_NODELAY = 1,        /* TCP_NODELAY: for sockets that carry data */
+    NET_DELAYED_ACK = 2,    /* TCP_QUICKACK off: bytes go as soon as it is up, and the
+                             * handshake's last ACK rides on them */
+};
+/* Starts a non-blocking connect with FLAGS (NET_*); returns the descriptor
+ * (connected or in progress) or -1 with errno set. */
+int net_connect(const struct net_addr *a, unsigned flags);
 /* Pending error of a non-blocking connect (0 when it succeeded). */
 int net_connect_result(int fd);
 void net_set_nodelay(int fd);
+/* TCP_QUICKACK: ON acknowledges at once; off lets an ACK wait (up to the
+ * delayed-ACK timer) to ride on data. On a listening socket it is what
+ * accepted connections start with. */
+void net_set_quickack(int fd, bool on);
 /* Whether ERR says this process ran out of descriptors or memory: never a
  * fault of the peer, whatever the call was. */
 bool net_local_exhaustion(int err);

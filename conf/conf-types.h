@@ -138,6 +138,7 @@ struct conf_listener {
     int max_headers;
     size_t replay_buffer;   /* request bytes kept for replay on failover */
     int max_connections;    /* 0: no limit */
+    bool delayed_ack;       /* the first ACKs ride on the answer (TCP_QUICKACK off) */
     bool forward_for;       /* X-Forwarded-For and X-Forwarded-Proto */
     bool forwarded;         /* RFC 7239 Forwarded */
     enum conf_send_proxy send_proxy;

@@ -45,7 +45,7 @@ static int open_conn(const struct net_addr *addr, double deadline, char *err, si
 {
     char a[80];
     net_addr_str(addr, a, sizeof(a));
-    int fd = net_connect(addr, true);
+    int fd = net_connect(addr, NET_NODELAY);
     if (fd < 0) {
         snprintf(err, errlen, "cannot connect to %s: %s", a, strerror(errno));
         return -1;

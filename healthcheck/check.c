@@ -231,7 +231,7 @@ static void start_round(struct check *h)
     }
     h->reused = false;
     h->t0 = ev_time();
-    int fd = net_connect(&h->srv->addr, ck->type == CHECK_HTTP);
+    int fd = net_connect(&h->srv->addr, ck->type == CHECK_HTTP ? NET_NODELAY : 0);
     h->state = HC_CONNECT;
     sk_init(&h->sk, fd, on_io, h);
     if (fd < 0 && net_local_exhaustion(errno)) {

@@ -332,6 +332,13 @@ static struct upstream *reuse(struct attempt *a, struct srv *s)
 }
 
 /* FRESH: a new connection, not one kept or pooled. */
+/* Whether a new server connection's handshake may end on the first bytes
+ * sent rather than on an ACK of its own (the listener's delayed_ack). */
+static bool opens_quietly(const struct attempt *a)
+{
+    return a->sends_first && cl_of(a)->delayed_ack;
+}
+
 static void try_server(struct attempt *a, struct srv *s, bool fresh)
 {
     if (s->cs->h2 && !a->mux && cl_of(a)->mode == MODE_HTTP) {
@@ -350,7 +357,7 @@ static void try_server(struct attempt *a, struct srv *s, bool fresh)
         ready(a);
         return;
     }
-    u = upstream_open(s);
+    u = upstream_open(s, opens_quietly(a));
     if (!u) {
         int err = errno;
         if (net_local_exhaustion(err)) { /* says nothing about the server */
@@ -529,7 +536,7 @@ static bool hedge(struct attempt *a)
         return false;
     struct upstream *u = upstream_pool_take(s);
     bool pooled = u != NULL;
-    if (!u && !(u = upstream_open(s)))
+    if (!u && !(u = upstream_open(s, opens_quietly(a))))
         return false;
     a->rt = r;
     a->hedge = u;

@@ -85,6 +85,7 @@ struct attempt {
     bool stale_retried;         /* went out again after a stale kept-alive connection */
     bool charged;               /* a server's health was charged for this request */
     bool private_conn;          /* never from or to the pool (tcp mode, send_proxy) */
+    bool sends_first;           /* bytes wait to go as soon as a server connection is up */
     bool mux;                   /* the mode speaks HTTP/2 to servers marked h2 (h2 streams);
                                  * HTTP/1.1 requests are not sent to them */
     struct upstream *up;        /* connecting (CONNECT) or carrying the exchange (READY) */

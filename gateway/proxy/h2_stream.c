@@ -77,6 +77,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     s->log_path_len = 0;
     attempt_init(&s->a, &h2_attempt_ops, &s->c, s->c.cl->send_proxy != 0, NULL);
     s->a.mux = true;
+    s->a.sends_first = true; /* the request head */
     dlist_add_tail(&h->streams, &s->link);
     h->nstreams++;
     counters->h2_streams_active++;

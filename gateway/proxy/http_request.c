@@ -28,6 +28,7 @@ static struct http_exchange *exchange_new(struct http_session *s)
     struct http_exchange *x = pool_get(&exchange_pool);
     memset(x, 0, offsetof(struct http_exchange, log_method));
     attempt_init(&x->a, &http_attempt_ops, &s->c, s->c.cl->send_proxy, &s->kept);
+    x->a.sends_first = true; /* the request head */
     http_msg_init(&x->req, false, x->req_hdrs, HTTP_MAX_HDRS);
     s->x = x;
     return x;

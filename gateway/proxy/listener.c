@@ -229,6 +229,9 @@ void listener_commit(struct gen *g)
             struct listener *l = find_live(&c->lsns[i].listens[a].addr);
             l->keep = true;
             l->cidx = i;
+            /* What accepted connections start with: the ACK of a client's
+             * first bytes then rides on the answer. */
+            net_set_quickack(l->fd, !c->lsns[i].delayed_ack);
             snprintf(l->name, sizeof(l->name), "%s", c->lsns[i].name);
         }
     for (struct dlist *n = live.next, *next; n != &live; n = next) {

@@ -56,6 +56,7 @@ static struct pool sessions = POOL_INIT(struct tcp_session, 1024);
 
 static void on_client_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timeout(struct conn *c);
+static bool read_client(struct tcp_session *t);
 
 /* Ends the connection; WHY goes to the access log. */
 static void tcp_free(struct tcp_session *t, bool abort_client, const char *why)
@@ -195,6 +196,12 @@ static void on_established(struct conn *c)
     t->state = TCP_ATTEMPT;
     if (c->cl->send_proxy)
         t->pp_len = (uint8_t)conn_proxy_header(c, t->pp);
+    /* A client usually speaks first, and has by now: read it before
+     * connecting, so that the server connection's handshake can end on
+     * its bytes (delayed_ack). */
+    if (!read_client(t))
+        return;
+    t->a.sends_first = t->pp_len > 0 || pump_pending(&t->c2s) > 0;
     attempt_start(&t->a);
 }
 

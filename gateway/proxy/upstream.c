@@ -47,9 +47,9 @@ void upstream_module_init(struct ev_loop *loop)
 }
 
 
-struct upstream *upstream_open(struct srv *s)
+struct upstream *upstream_open(struct srv *s, bool delayed_ack)
 {
-    int fd = net_connect(&s->addr, true);
+    int fd = net_connect(&s->addr, NET_NODELAY | (delayed_ack ? NET_DELAYED_ACK : 0));
     if (fd < 0)
         return NULL;
     struct upstream *u = pool_get(&upstream_pool);

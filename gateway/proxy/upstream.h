@@ -31,8 +31,10 @@ struct upstream {
 };
 
 void upstream_module_init(struct ev_loop *loop);
-/* Starts connecting to S. NULL with errno set when it failed at once. */
-struct upstream *upstream_open(struct srv *s);
+/* Starts connecting to S. NULL with errno set when it failed at once.
+ * DELAYED_ACK: bytes will go as soon as it is up, the handshake's last ACK
+ * rides on them. */
+struct upstream *upstream_open(struct srv *s, bool delayed_ack);
 /* Drives a connection being opened after its socket became ready: 1 when
  * it can carry bytes: EG_OK, EG_AGAIN (u->sk.hs_ev tells what to wait for),
  * or EG_ERR with u->sk.err set (ECONNREFUSED, ...; EPROTO for TLS). */
