@@ -143,6 +143,8 @@ int net_listen(const struct net_addr *a, int backlog, bool reuseport, char *err,
     }
     if (a->ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* Accepted sockets inherit it: no setsockopt per connection. */
+    net_set_nodelay(fd);
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, backlog) < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", net_addr_str(a, as, sizeof(as)),
                  strerror(errno));

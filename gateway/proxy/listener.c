@@ -123,7 +123,6 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             }
             return;
         }
-        net_set_nodelay(fd);
         const struct conf_listener *cl = &gw.gen->conf->lsns[l->cidx];
         conn_accept(fd, l, &peer, cl->mode == MODE_TCP ? &tcp_conn_ops : &http_conn_ops);
     }
