@@ -1,4 +1,5 @@
 #include "base/socket.h"
+#include "base/tls.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -44,6 +45,8 @@ static ssize_t tls_result(struct sk *s, int ret, bool reading)
 
 ssize_t sk_read(struct sk *s, void *buf, size_t len)
 {
+    if (s->rec)
+        return tls_rec_read(s->rec, s->fd, buf, len, &s->err);
     if (s->ssl) {
         s->rd_wants_w = 0;
         ERR_clear_error();
@@ -78,6 +81,8 @@ static ssize_t tls_writev(struct sk *s, const struct iovec *iov, int n)
     }
     const void *p = glen ? gather : iov[0].iov_base;
     size_t len = glen ? glen : iov[0].iov_len;
+    if (s->rec)
+        return tls_rec_write(s->rec, s->fd, p, len, &s->err);
     s->wr_wants_r = 0;
     ERR_clear_error();
     errno = 0;
@@ -87,7 +92,7 @@ static ssize_t tls_writev(struct sk *s, const struct iovec *iov, int n)
 
 ssize_t sk_writev(struct sk *s, const struct iovec *iov, int n)
 {
-    if (s->ssl)
+    if (sk_is_tls(s))
         return tls_writev(s, iov, n);
     for (;;) {
         ssize_t w = n == 1 ? send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
@@ -132,6 +137,23 @@ int sk_handshake(struct sk *s)
     }
 }
 
+void sk_tls_take_over(struct sk *s)
+{
+    struct tls_rec *r = tls_rec_take(s->ssl);
+    if (!r)
+        return;
+    /* Marked as shut down, so that freeing it does not drop its session. */
+    SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(s->ssl);
+    s->ssl = NULL;
+    s->rec = r;
+}
+
+const char *sk_sni(const struct sk *s)
+{
+    return s->rec ? tls_rec_sni(s->rec) : s->ssl ? tls_sni(s->ssl) : NULL;
+}
+
 void sk_want_raw(struct ev_loop *loop, struct sk *s, int events)
 {
     if (s->ev == events)
@@ -154,7 +176,7 @@ void sk_want(struct ev_loop *loop, struct sk *s, bool rd, bool wr)
         ev |= s->wr_wants_r ? EV_READ : EV_WRITE;
     sk_want_raw(loop, s, ev);
     /* Bytes already decrypted never make the socket readable again. */
-    if (rd && s->ssl && SSL_has_pending(s->ssl))
+    if (rd && ((s->ssl && SSL_has_pending(s->ssl)) || (s->rec && tls_rec_pending(s->rec))))
         ev_feed_event(loop, &s->io, EV_READ | EV_CUSTOM);
 }
 
@@ -167,6 +189,8 @@ void sk_ready(const struct sk *s, int revents, bool *rd, bool *wr)
 
 void sk_shutdown_wr(struct sk *s)
 {
+    if (s->rec)
+        tls_rec_close_notify(s->rec, s->fd);
     if (s->ssl) {
         ERR_clear_error();
         SSL_shutdown(s->ssl); /* sends close_notify; a failure changes nothing here */
@@ -183,6 +207,12 @@ static void close_fd(struct ev_loop *loop, struct sk *s, bool clean)
         ev_io_stop(loop, &s->io);
     if (ev_is_pending(&s->io))
         ev_clear_pending(loop, &s->io);
+    if (s->rec) {
+        if (clean)
+            tls_rec_close_notify(s->rec, s->fd);
+        tls_rec_free(s->rec);
+        s->rec = NULL;
+    }
     if (s->ssl) {
         if (clean && SSL_is_init_finished(s->ssl))
             SSL_shutdown(s->ssl);

@@ -5,6 +5,7 @@
 #define EG_BASE_SOCKET_H
 
 #include "base/util.h"
+#include "base/tls_record.h"
 
 #include <ev.h>
 #include <openssl/ssl.h>
@@ -15,7 +16,8 @@
 
 struct sk {
     int fd;
-    SSL *ssl;
+    SSL *ssl;                   /* TLS by OpenSSL: the handshake, and TLS 1.2 after it */
+    struct tls_rec *rec;        /* TLS 1.3 after the handshake (tls_record.h) */
     ev_io io;
     unsigned char ev;           /* events the watcher is registered for */
     unsigned char rd_wants_w:1; /* TLS read blocked until writable */
@@ -33,6 +35,13 @@ ssize_t sk_writev(struct sk *s, const struct iovec *iov, int n);
 ssize_t sk_write(struct sk *s, const void *buf, size_t len);
 /* Drives a TLS handshake: EG_OK when done, EG_AGAIN (wait for s->hs_ev) or EG_ERR. */
 int sk_handshake(struct sk *s);
+/* After a server-side handshake (whatever was asked of the SSL is asked):
+ * tls_record.h's record layer replaces the SSL where it can. */
+void sk_tls_take_over(struct sk *s);
+/* Whether bytes on the socket are TLS records. */
+static inline bool sk_is_tls(const struct sk *s) { return s->ssl || s->rec; }
+/* The server name a TLS client asked for, NULL without SNI or TLS. */
+const char *sk_sni(const struct sk *s);
 /* Registers interest: the logical directions are mapped onto the socket
  * events TLS actually waits for. Only touches the watcher when it changes. */
 void sk_want(struct ev_loop *loop, struct sk *s, bool rd, bool wr);

@@ -22,6 +22,7 @@
  * for as long as their tickets should resume, and reloading every gateway.
  * Keys are never logged: errors name the line, not its content. */
 #include "base/tls.h"
+#include "base/tls_record.h"
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/counters.h"
@@ -257,7 +258,6 @@ void tls_ticket_keys_use(const struct tls_ticket_keys *k)
 static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ectx,
                      EVP_MAC_CTX *hctx, int enc)
 {
-    (void)ssl;
     if (enc) {
         const struct ticket_key *k = shared.n ? &shared.k[0] : ticket_key(0);
         if (RAND_bytes(iv, 16) != 1)
@@ -266,6 +266,7 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
         if (!EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) ||
             !set_mac_key(hctx, k))
             return -1;
+        tls_rec_ticket_sent(ssl);
         return 1;
     }
     int nkeys = shared.n ? shared.n : 2;
@@ -428,6 +429,7 @@ static SSL_CTX *server_ctx(void)
     SSL_CTX_set_timeout(ctx, 2 * TICKET_PERIOD);
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket);
+    tls_rec_prepare(ctx);
     return ctx;
 }
 

@@ -194,7 +194,7 @@ static int handshake(struct conn *c)
 
 const char *conn_sni(const struct conn *c)
 {
-    return c->sk.ssl ? tls_sni(c->sk.ssl) : NULL;
+    return sk_sni(&c->sk);
 }
 
 static bool in_cidr(const struct net_addr *a, const struct conf_cidr *c)
@@ -338,8 +338,11 @@ static void handshake_io(struct conn *c)
     int rc = handshake(c);
     if (rc == EG_ERR)
         c->ops->failed(c, false, "tls handshake failed");
-    else if (rc == EG_OK)
-        established(c, c->ops->h2 && tls_alpn_h2(c->sk.ssl));
+    else if (rc == EG_OK) {
+        bool h2 = c->ops->h2 && tls_alpn_h2(c->sk.ssl);
+        sk_tls_take_over(&c->sk);
+        established(c, h2);
+    }
 }
 
 /* The client connection preface of HTTP/2 (RFC 9113 3.4) starts with a

@@ -302,7 +302,7 @@ static void enter_tunnel(struct http_session *s)
     x->ob = NULL;
     drop_if_empty(&x->up);
     drop_if_empty(&x->down);
-    x->up.splice = x->down.splice = !s->c.sk.ssl && !x->a.up->sk.ssl;
+    x->up.splice = x->down.splice = !sk_is_tls(&s->c.sk) && !sk_is_tls(&x->a.up->sk);
     conn_deadline(&s->c, ev_now(gw.loop) + s->c.cl->idle_timeout);
     http_update_interest(s);
 }

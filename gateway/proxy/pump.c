@@ -164,7 +164,7 @@ enum pump_status pump_read(struct pump *p, struct sk *from, size_t *got)
     ssize_t n = sk_read(from, buf_wpos(p->b), asked);
     /* A short read of a plain socket emptied it: asking again would only
      * get EAGAIN. TLS returns a record at a time, short or not. */
-    p->dry = n > 0 && (size_t)n < asked && !from->ssl;
+    p->dry = n > 0 && (size_t)n < asked && !sk_is_tls(from);
     if (n > 0) {
         p->b->tail += (uint32_t)n;
         *got = (size_t)n;

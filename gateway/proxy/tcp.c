@@ -108,7 +108,7 @@ static void on_ready(struct attempt *a)
     a->rt.dc->st->sessions_total++;
     pump_rewind(&t->c2s, t->pp, t->pp_len);
     t->s2c.eof = t->s2c.shut = false;
-    t->plain = !t->c.sk.ssl && !a->up->sk.ssl;
+    t->plain = !sk_is_tls(&t->c.sk) && !sk_is_tls(&a->up->sk);
     touch(t);
     size_t put;
     if (pump_write(&t->c2s, &a->up->sk, &put) != PUMP_OK) {
