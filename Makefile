@@ -144,6 +144,10 @@ soak: all
 $(B)/benchtool: tests/bench/benchtool.c
 	$(CC) $(CFLAGS) -o $@ $< -lssl -lcrypto
 
+# OpenSSL's heap by source line, preloaded: see tests/bench/tls_allocs.sh.
+$(B)/ossl_allocs.so: tests/bench/ossl_allocs.c
+	$(CC) $(CFLAGS) -shared -fPIC -o $@ $< -lcrypto
+
 bench: deps-test all $(B)/benchtool
 	tests/bench/bench.sh
 

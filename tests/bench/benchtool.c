@@ -10,7 +10,7 @@
  *   benchtool connrate PORT SECONDS CONC
  *       CONC connections at a time: connect, send "ping\n", read it back,
  *       close; prints completed connections per second and errors
- *   benchtool idle PORT PID[,PID...] N1[,N2...] [tls] [batch B] [warmup W]
+ *   benchtool idle PORT PID[,PID...] N1[,N2...] [tls] [batch B] [warmup W] [hold F]
  *       opens connections to PORT, each sends one HTTP/1.1 request (over TLS
  *       with tls), reads the whole answer and stays open. After W warm-up
  *       connections (opened, used, closed; default 256) it reads the base,
@@ -20,7 +20,10 @@
  *       B connections at a time (default 16). The connections are held by
  *       as many client processes as the descriptor limit asks (18,000 each
  *       at most); sources are spread over 127.0.0.2, .3 ... (4,000
- *       connections each) so that finding a free port stays cheap.
+ *       connections each) so that finding a free port stays cheap. With
+ *       hold, it prints "warm" after the warm-up and waits for the file F to
+ *       appear (and removes it) there and after each stage, connections
+ *       open: time for a profiler to look (tests/bench/tls_allocs.sh).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -421,8 +424,20 @@ static _Noreturn void idle_child(int rd, int wr, int port, int batch, long cap, 
     exit(0);
 }
 
+/* Until someone creates FILE (none: at once); then it is removed. */
+static void hold(const char *file)
+{
+    if (!file)
+        return;
+    fflush(stdout);
+    while (access(file, F_OK) != 0)
+        usleep(50000);
+    unlink(file);
+}
+
 static int idle(int argc, char **argv)
 {
+    const char *hold_file = NULL;
     int port = atoi(argv[0]), batch = 16, warmup = 256, npids = 0, pids[256];
     long per_proc = 18000, stages[16];
     int nst = 0;
@@ -439,6 +454,8 @@ static int idle(int argc, char **argv)
             batch = atoi(argv[++i]);
         } else if (strcmp(argv[i], "warmup") == 0 && i + 1 < argc) {
             warmup = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "hold") == 0 && i + 1 < argc) {
+            hold_file = argv[++i];
         }
     }
     signal(SIGPIPE, SIG_IGN);
@@ -460,6 +477,9 @@ static int idle(int argc, char **argv)
         close(warm[i].fd);
     }
     usleep(500000);
+    if (hold_file)
+        printf("warm\n");
+    hold(hold_file);
     struct meter base = measure(pids, npids);
     int nproc = (int)((max + per_proc - 1) / per_proc), to[64][2], from[64][2];
     if (nproc > 64)
@@ -507,6 +527,7 @@ static int idle(int argc, char **argv)
         fflush(stdout);
         if (s == nst - 1)
             errors += errs;
+        hold(hold_file);
     }
     for (int j = 0; j < nproc; j++)
         close(to[j][1]);
@@ -525,7 +546,7 @@ int main(int argc, char **argv)
     if (argc >= 5 && strcmp(argv[1], "idle") == 0)
         return idle(argc - 2, argv + 2);
     fprintf(stderr, "usage: benchtool serve PORT sink|echo | bulk PORT SECONDS CONNS |\n"
-                    "       connrate PORT SECONDS CONC | idle PORT PID N1[,N2...] [tls] "
+                    "       connrate PORT SECONDS CONC | idle PORT PID N1[,N2...] [tls] [hold FILE] "
                     "[batch B] [warmup W]\n");
     return 2;
 }
