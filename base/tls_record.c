@@ -224,31 +224,40 @@ static bool suite(struct tls_rec *r, uint16_t id)
     }
 }
 
+struct tls_rec *tls_rec_new(uint16_t suite_id, const unsigned char *rd_secret,
+                            const unsigned char *wr_secret, size_t len)
+{
+    struct tls_rec *r = eg_calloc(1, sizeof(*r));
+    if (!suite(r, suite_id) || len != r->seclen)
+        goto fail;
+    r->rd.ctx = EVP_CIPHER_CTX_new();
+    r->wr.ctx = EVP_CIPHER_CTX_new();
+    if (!r->rd.ctx || !r->wr.ctx || !set_secret(r, &r->rd, rd_secret, false) ||
+        !set_secret(r, &r->wr, wr_secret, true))
+        goto fail;
+    return r;
+fail:
+    tls_rec_free(r);
+    return NULL;
+}
+
 struct tls_rec *tls_rec_take(SSL *ssl)
 {
     if (ex_index < 0 || SSL_version(ssl) != TLS1_3_VERSION || SSL_has_pending(ssl))
         return NULL;
     struct captured *c = captured(ssl, false);
     const SSL_CIPHER *sc = SSL_get_current_cipher(ssl);
-    if (!c || !sc)
+    if (!c || !sc || c->client_len != c->server_len)
         return NULL;
-    struct tls_rec *r = eg_calloc(1, sizeof(*r));
-    if (!suite(r, SSL_CIPHER_get_protocol_id(sc)) || c->client_len != r->seclen ||
-        c->server_len != r->seclen)
-        goto fail;
-    r->rd.ctx = EVP_CIPHER_CTX_new();
-    r->wr.ctx = EVP_CIPHER_CTX_new();
-    if (!r->rd.ctx || !r->wr.ctx || !set_secret(r, &r->rd, c->client, false) ||
-        !set_secret(r, &r->wr, c->server, true))
-        goto fail;
+    struct tls_rec *r = tls_rec_new(SSL_CIPHER_get_protocol_id(sc), c->client, c->server,
+                                    c->client_len);
+    if (!r)
+        return NULL;
     r->wr.seq = c->tickets; /* the NewSessionTickets went under this key */
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (sni)
         r->sni = eg_strndup(sni, strlen(sni));
     return r;
-fail:
-    tls_rec_free(r);
-    return NULL;
 }
 
 static void put_buf(struct rbuf **b)
@@ -323,9 +332,7 @@ static size_t record_len(const struct rbuf *b)
     return HDR + ((size_t)h[3] << 8 | h[4]);
 }
 
-static ssize_t seal_and_send(struct tls_rec *r, int fd, int type, const void *buf, size_t len,
-                             int *err);
-static int flush(struct tls_rec *r, int fd, int *err);
+static ssize_t send_key_update(struct tls_rec *r, int fd, int *err);
 
 /* An alert or a handshake message after the handshake: REC_OPENED (carry
  * on), REC_END (the peer's close_notify) or EG_ERR. */
@@ -350,8 +357,7 @@ static int control(struct tls_rec *r, int fd, int type, const unsigned char *p, 
         r->update_owed = true;
     /* Answered now if nothing is half sent, else before the next write. */
     if (r->update_owed && !r->out) {
-        ssize_t rc = seal_and_send(r, fd, CT_HANDSHAKE, NULL, 0, err);
-        if (rc == EG_ERR)
+        if (send_key_update(r, fd, err) == EG_ERR)
             return EG_ERR;
     }
     return REC_OPENED;
@@ -465,13 +471,10 @@ static int flush(struct tls_rec *r, int fd, int *err)
     return EG_OK;
 }
 
-/* Protects LEN bytes of content TYPE into `out` (empty before); a
- * handshake record is our KeyUpdate, after which the write key changes. */
+/* Protects LEN (at most PLAIN_MAX) bytes of content TYPE into `out`
+ * (empty before). */
 static bool seal(struct tls_rec *r, int type, const void *buf, size_t len)
 {
-    static const unsigned char key_update_msg[] = {HS_KEY_UPDATE, 0, 0, 1, 0};
-    if (type == CT_HANDSHAKE)
-        buf = key_update_msg, len = sizeof(key_update_msg);
     struct rbuf *b = r->out = pool_get(&rbufs);
     unsigned char *hdr = b->data, *p = hdr + HDR, iv[IV_LEN];
     size_t clen = len + 1 + TAG;
@@ -491,19 +494,13 @@ static bool seal(struct tls_rec *r, int type, const void *buf, size_t len)
     b->head = 0;
     b->tail = (uint32_t)(HDR + clen);
     r->out_plain = type == CT_DATA ? (uint32_t)len : 0;
-    if (type == CT_HANDSHAKE) {
-        r->update_owed = false;
-        return key_update(r, &r->wr, true);
-    }
     return true;
 }
 
-/* Seals one record and sends it: its application bytes once all is sent,
- * EG_AGAIN (the rest goes first next time) or EG_ERR. */
-static ssize_t seal_and_send(struct tls_rec *r, int fd, int type, const void *buf, size_t len,
-                             int *err)
+ssize_t tls_rec_send_record(struct tls_rec *r, int fd, int type, const void *buf, size_t len,
+                            int *err)
 {
-    if (!seal(r, type, buf, len)) {
+    if (!seal(r, type, buf, MIN(len, (size_t)PLAIN_MAX))) {
         put_buf(&r->out);
         *err = 0;
         return EG_ERR;
@@ -512,7 +509,24 @@ static ssize_t seal_and_send(struct tls_rec *r, int fd, int type, const void *bu
     if (rc != EG_OK)
         return rc;
     put_buf(&r->out);
-    return (ssize_t)len;
+    return (ssize_t)MIN(len, (size_t)PLAIN_MAX);
+}
+
+/* Our KeyUpdate, after which our write key changes (RFC 8446 4.6.3). */
+static ssize_t send_key_update(struct tls_rec *r, int fd, int *err)
+{
+    static const unsigned char msg[] = {HS_KEY_UPDATE, 0, 0, 1, 0}; /* update_not_requested */
+    if (!seal(r, CT_HANDSHAKE, msg, sizeof(msg)) || !key_update(r, &r->wr, true)) {
+        put_buf(&r->out);
+        *err = 0;
+        return EG_ERR;
+    }
+    r->update_owed = false;
+    int rc = flush(r, fd, err);
+    if (rc != EG_OK)
+        return rc;
+    put_buf(&r->out);
+    return 0;
 }
 
 ssize_t tls_rec_write(struct tls_rec *r, int fd, const void *buf, size_t len, int *err)
@@ -527,11 +541,11 @@ ssize_t tls_rec_write(struct tls_rec *r, int fd, const void *buf, size_t len, in
             return done;
     }
     if (r->update_owed || r->wr.seq >= KEY_UPDATE_AFTER) {
-        ssize_t rc = seal_and_send(r, fd, CT_HANDSHAKE, NULL, 0, err);
+        ssize_t rc = send_key_update(r, fd, err);
         if (rc < 0)
             return rc;
     }
-    return seal_and_send(r, fd, CT_DATA, buf, MIN(len, (size_t)PLAIN_MAX), err);
+    return tls_rec_send_record(r, fd, CT_DATA, buf, len, err);
 }
 
 void tls_rec_close_notify(struct tls_rec *r, int fd)
@@ -540,6 +554,6 @@ void tls_rec_close_notify(struct tls_rec *r, int fd)
     int err;
     if (!r->out && !r->notified) {
         r->notified = true;
-        (void)seal_and_send(r, fd, CT_ALERT, close_notify, sizeof(close_notify), &err);
+        (void)tls_rec_send_record(r, fd, CT_ALERT, close_notify, sizeof(close_notify), &err);
     }
 }

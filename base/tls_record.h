@@ -36,6 +36,11 @@ void tls_rec_ticket_sent(SSL *ssl);
  * OpenSSL still holds): then keep using SSL. On success the caller frees
  * SSL (tls_rec_take does not). */
 struct tls_rec *tls_rec_take(SSL *ssl);
+/* The record layer of cipher suite SUITE (0x1301, 0x1302 or 0x1303) reading
+ * with RD_SECRET and writing with WR_SECRET (LEN bytes each, the suite's
+ * hash length), both at sequence 0; NULL for another suite or length. */
+struct tls_rec *tls_rec_new(uint16_t suite, const unsigned char *rd_secret,
+                            const unsigned char *wr_secret, size_t len);
 void tls_rec_free(struct tls_rec *r);
 
 /* As sk_read: > 0 bytes, 0 at the end (close_notify, or the peer's FIN),
@@ -45,6 +50,10 @@ ssize_t tls_rec_read(struct tls_rec *r, int fd, void *buf, size_t len, int *err)
  * worth), EG_AGAIN or EG_ERR. After EG_AGAIN the caller offers the same
  * bytes again (a record may be built and partly sent already). */
 ssize_t tls_rec_write(struct tls_rec *r, int fd, const void *buf, size_t len, int *err);
+/* One record of content TYPE (any, for tests: a peer's side) holding up to
+ * 2^14 of BUF's bytes; results as tls_rec_write. */
+ssize_t tls_rec_send_record(struct tls_rec *r, int fd, int type, const void *buf, size_t len,
+                            int *err);
 /* Decrypted bytes, or a whole record, wait: the socket will not tell. */
 bool tls_rec_pending(const struct tls_rec *r);
 /* Sends close_notify if nothing is half sent; best effort. */
