@@ -314,9 +314,12 @@ def test_user_pid_file_and_privileged_port_after_drop(env, tmp_path_factory):
     gw.conf = path
     wait_listen(port)
     assert int(open(pidf).read()) == gw.pid
-    status = open(f"/proc/{gw.pid}/status").read()
-    uid = int(re.search(r"Uid:\s+(\d+)", status).group(1))
-    assert uid == 65534  # nobody
+
+    def uid():
+        status = open(f"/proc/{gw.pid}/status").read()
+        return int(re.search(r"Uid:\s+(\d+)", status).group(1))
+    # The sockets are open before the drop: wait for it, not for the port.
+    wait_until(lambda: uid() == 65534, what="running as nobody")
     assert http_get(port, "/")[0] == 200
     if listening(low):
         pytest.skip(f"port {low} is taken here")
