@@ -177,6 +177,9 @@ def cores(fig, side, key):
     return f"{v:.2f}" if v is not None else "-"
 
 
+QUIET = 0.3  # cores: nginx takes ~0.02 at these rates, the rest is someone else's
+
+
 def scale_row(label, fig, one, two, key, client_key=None, note=""):
     a, b = med(fig, one, key), med(fig, two, key)
     r = ratio(b, a)
@@ -201,6 +204,23 @@ def scale_row(label, fig, one, two, key, client_key=None, note=""):
                      ", ".join(f"{y[key] / x[key]:.2f} ({others(x):.2f}, {others(y):.2f})"
                                if "busy" in x and "busy" in y else f"{y[key] / x[key]:.2f}"
                                for x, y in zip(ra, rb) if x.get(key)))
+    if client_key and ra and "busy" in ra[0]:
+        # The runs during which nothing else ran (whatever their round): what
+        # the proxy does with the machine to itself.
+        qa = [x for x in ra if others(x) < QUIET and x.get(key)]
+        qb = [y for y in rb if others(y) < QUIET and y.get(key)]
+
+        def q(rs):
+            return (f"{statistics.median(r[key] for r in rs):,.0f} at "
+                    f"{statistics.median(r['cpu'] for r in rs):.2f} cores ({len(rs)} runs)")
+
+        if qa and qb:
+            f = statistics.median(r[key] for r in qb) / statistics.median(r[key] for r in qa)
+            notes.append(f"QUIET RUNS (the rest took under {QUIET} cores): {one} {q(qa)}, "
+                         f"{two} {q(qb)}: factor {f:.2f}")
+        else:
+            notes.append(f"quiet runs (the rest under {QUIET} cores): {len(qa)} of {one}, "
+                         f"{len(qb)} of {two}: no quiet factor")
     oth = [others(r) for r in ra + rb if "busy" in r]
     if oth:
         notes.append(f"the rest of the machine (nginx, {'wrk, ' if not client_key else ''}"
@@ -224,13 +244,13 @@ def scale_row(label, fig, one, two, key, client_key=None, note=""):
 r = scale_row("edgegate workers 1 / 2: new TLS connections/s (full RSA-4096 handshakes, one "
               "request each)", "tlsnew", "w1", "w2", "value", "client_cpu")
 if r:
-    ratios.append(("workers 2/1 TLS", r))
+    ratios.append(("w2/w1 TLS", r))
 scale_row("HAProxy nbthread 1 / 2: the same", "tlsnew", "h1", "h2", "value", "client_cpu")
 r = scale_row("edgegate workers 1 / 2: keep-alive HTTP requests/s (LOAD-BOUND, see the ceiling)",
               "workers", "w1", "w2", "rps",
               note="wrk (one thread) and nginx share core 0: this measures them, not edgegate")
 if r:
-    ratios.append(("workers 2/1 keep-alive (load-bound)", r))
+    ratios.append(("w2/w1 KA (wrk-bound)", r))
 wd = med("workers", "direct", "rps")
 if wd:
     wrows.append(("ceiling of the load side: wrk straight to nginx, both on core 0", fmt(wd),
