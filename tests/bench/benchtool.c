@@ -10,6 +10,13 @@
  *   benchtool connrate PORT SECONDS CONC
  *       CONC connections at a time: connect, send "ping\n", read it back,
  *       close; prints completed connections per second and errors
+ *   benchtool tlsrate PORT SECONDS CONC MAX
+ *       CONC TLS connections at a time, each a full handshake (no session
+ *       cache, no tickets asked for: nothing can be resumed), one request
+ *       "GET / HTTP/1.1" with Connection: close, its whole answer read, then
+ *       closed; until SECONDS have passed or MAX connections completed.
+ *       Prints: connections per second, errors, resumed handshakes (0), and
+ *       this process's own CPU time over the wall time (1.0: a whole core)
  *   benchtool idle PORT PID[,PID...] N1[,N2...] [tls] [batch B] [warmup W] [hold F]
  *       opens connections to PORT, each sends one HTTP/1.1 request (over TLS
  *       with tls), reads the whole answer and stays open. After W warm-up
@@ -240,6 +247,174 @@ static int connrate(int port, double secs, int conc)
         }
     }
     printf("%.0f %ld\n", (double)done / secs, errors);
+    return 0;
+}
+
+/* ---- tlsrate ---- */
+
+enum tls_state { T_CONNECT, T_HANDSHAKE, T_WRITE, T_READ };
+
+struct tls_conn {
+    SSL *ssl;
+    enum tls_state st;
+    int have;          /* bytes of the answer read */
+    long want;         /* its whole length once the head is in, else -1 */
+    char buf[2048];
+};
+
+static const char close_request[] =
+    "GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: benchtool\r\nConnection: close\r\n\r\n";
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Parses what has been read of an answer: -1 while the head is incomplete,
+ * then the whole length (head + Content-Length); -2 for a non-200. */
+static long answer_length(struct tls_conn *c)
+{
+    c->buf[c->have] = 0;
+    char *end = strstr(c->buf, "\r\n\r\n");
+    if (!end)
+        return -1;
+    if (strncmp(c->buf, "HTTP/1.1 200", 12) != 0)
+        return -2;
+    long clen = 0;
+    for (char *h = strstr(c->buf, "\r\n"); h && h < end; h = strstr(h + 2, "\r\n"))
+        if (strncasecmp(h + 2, "content-length:", 15) == 0)
+            clen = atol(h + 17);
+    return (long)(end + 4 - c->buf) + clen;
+}
+
+static int tlsrate(int port, double secs, int conc, long max)
+{
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile((rlim_t)conc + 64);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* the handshake's signature is
+                                                      * still checked */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    static struct tls_conn *conns[MAXFD];
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    long done = 0, errors = 0, resumed = 0, started = 0, seq = 0;
+    struct sockaddr_in a = loopback(port, 1);
+    double c0 = cpu_seconds(), t0 = now(), end = t0 + secs;
+    int open = 0;
+    /* A new connection, unless the count is reached. */
+#define TLS_START()                                                                      \
+    do {                                                                                 \
+        if (started >= max)                                                              \
+            break;                                                                       \
+        started++;                                                                       \
+        int fd = client_socket(2 + (int)(seq++ % 8));                                    \
+        nonblock(fd);                                                                    \
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS) \
+            die("connect");                                                              \
+        struct tls_conn *c = conns[fd];                                                  \
+        if (!c && !(c = conns[fd] = malloc(sizeof(*c))))                                 \
+            die("malloc");                                                               \
+        c->ssl = NULL;                                                                   \
+        c->st = T_CONNECT;                                                               \
+        c->have = 0;                                                                     \
+        c->want = -1;                                                                    \
+        struct epoll_event ev = {.events = EPOLLOUT, .data.fd = fd};                     \
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);                                           \
+        open++;                                                                          \
+    } while (0)
+    for (int i = 0; i < conc; i++)
+        TLS_START();
+    struct epoll_event evs[256];
+    while (open > 0 && now() < end) {
+        int n = epoll_wait(ep, evs, 256, 100);
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd, r, fail = 0, finished = 0;
+            struct tls_conn *c = conns[fd];
+            uint32_t want_ev = 0;
+            if (c->st == T_CONNECT) {
+                int err = 0;
+                socklen_t el = sizeof(err);
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+                if (err) {
+                    fail = 1;
+                    goto next;
+                }
+                c->ssl = SSL_new(ctx);
+                SSL_set_fd(c->ssl, fd);
+                SSL_set_tlsext_host_name(c->ssl, "bench.test");
+                c->st = T_HANDSHAKE;
+            }
+            for (;;) { /* as far as the socket lets it go */
+                if (c->st == T_HANDSHAKE) {
+                    r = SSL_connect(c->ssl);
+                    if (r == 1) {
+                        if (SSL_session_reused(c->ssl))
+                            resumed++;
+                        c->st = T_WRITE;
+                        continue;
+                    }
+                } else if (c->st == T_WRITE) {
+                    r = SSL_write(c->ssl, close_request, (int)sizeof(close_request) - 1);
+                    if (r == (int)sizeof(close_request) - 1) {
+                        c->st = T_READ;
+                        continue;
+                    }
+                } else {
+                    r = SSL_read(c->ssl, c->buf + c->have, (int)sizeof(c->buf) - 1 - c->have);
+                    if (r > 0) {
+                        c->have += r;
+                        if (c->want < 0)
+                            c->want = answer_length(c);
+                        if (c->want == -2 || (c->want < 0 && c->have >= (int)sizeof(c->buf) - 1)) {
+                            fail = 1;
+                            break;
+                        }
+                        if (c->want >= 0 && c->have >= c->want) {
+                            finished = 1;
+                            break;
+                        }
+                        if (c->want >= 0 && c->have > 1024) { /* a long body: count it only */
+                            c->want -= c->have;
+                            c->have = 0;
+                        }
+                        continue;
+                    }
+                }
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ)
+                    want_ev = EPOLLIN;
+                else if (e == SSL_ERROR_WANT_WRITE)
+                    want_ev = EPOLLOUT;
+                else
+                    fail = 1;
+                ERR_clear_error();
+                break;
+            }
+        next:
+            if (want_ev && !fail) {
+                struct epoll_event ev = {.events = want_ev, .data.fd = fd};
+                epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+                continue;
+            }
+            if (finished)
+                done++;
+            else
+                errors++;
+            if (c->ssl)
+                SSL_free(c->ssl);
+            c->ssl = NULL;
+            close(fd); /* the answer is whole: no close_notify awaited */
+            open--;
+            TLS_START();
+        }
+    }
+    double wall = now() - t0;
+    printf("%.0f %ld %ld %.2f\n", (double)done / wall, errors, resumed,
+           (cpu_seconds() - c0) / wall);
     return 0;
 }
 
@@ -543,10 +718,13 @@ int main(int argc, char **argv)
         return bulk(atoi(argv[2]), atof(argv[3]), atoi(argv[4]));
     if (argc >= 5 && strcmp(argv[1], "connrate") == 0)
         return connrate(atoi(argv[2]), atof(argv[3]), atoi(argv[4]));
+    if (argc >= 6 && strcmp(argv[1], "tlsrate") == 0)
+        return tlsrate(atoi(argv[2]), atof(argv[3]), atoi(argv[4]), atol(argv[5]));
     if (argc >= 5 && strcmp(argv[1], "idle") == 0)
         return idle(argc - 2, argv + 2);
     fprintf(stderr, "usage: benchtool serve PORT sink|echo | bulk PORT SECONDS CONNS |\n"
-                    "       connrate PORT SECONDS CONC | idle PORT PID N1[,N2...] [tls] [hold FILE] "
+                    "       connrate PORT SECONDS CONC | tlsrate PORT SECONDS CONC MAX |\n"
+                    "       idle PORT PID N1[,N2...] [tls] [hold FILE] "
                     "[batch B] [warmup W]\n");
     return 2;
 }

@@ -4,6 +4,7 @@ each figure, the spread, the proxy's share of its core and the load of the
 machine during the runs.
 
 Usage: report.py RESULTS COMMANDS OUT ROUNDS SECONDS MEMORY_ROUNDS ELAPSED
+                 [WORKERS_ROUNDS TLS_SECONDS]
 RESULTS holds one line per run: FIGURE SIDE ROUND key=value ...
 """
 import os
@@ -15,6 +16,7 @@ import time
 from collections import defaultdict
 
 res_path, cmds_path, out, rounds, secs, mrounds, elapsed = sys.argv[1:8]
+wrounds, tlsecs = (sys.argv[8:10] + ["?", "?"])[:2] if len(sys.argv) > 8 else ("?", "?")
 runs = defaultdict(list)  # (figure, side) -> [ {key: float} ]
 for line in open(res_path):
     f = line.split()
@@ -166,20 +168,94 @@ for n in idle_ns:
     curve.append((n, med(fig, "edgegate", "rss_per_conn"), med(fig, "haproxy", "rss_per_conn"),
                   statistics.median(values(fig, "edgegate", "tcp_slab_per_conn") +
                                     values(fig, "haproxy", "tcp_slab_per_conn"))))
-w1, w2 = med("workers", "w1", "rps"), med("workers", "w2", "rps")
-rows.append(("edgegate workers 2 / workers 1, keep-alive requests/s (not pinned)", "req/s",
-             fmt(w2), fmt(w1), fmt(ratio(w2, w1), 2), "higher",
-             f"columns: workers 2, workers 1; range {spread('workers', 'w2', 'rps') or '-'} vs "
-             f"{spread('workers', 'w1', 'rps') or '-'}; wrk (one thread) and nginx stay on "
-             f"core 0, edgegate's workers may run on either core"))
-if ratio(w2, w1):
-    ratios.append(("workers 2/1", ratio(w2, w1)))
+# ---- workers 2 against workers 1 (its own table) ----
+wrows = []  # (figure, 1, 2, factor, proxy CPU 1 -> 2, client CPU, machine busy, notes)
+
+
+def cores(fig, side, key):
+    v = med(fig, side, key)
+    return f"{v:.2f}" if v is not None else "-"
+
+
+QUIET = 0.3  # cores: nginx takes ~0.02 at these rates, the rest is someone else's
+
+
+def scale_row(label, fig, one, two, key, client_key=None, note=""):
+    a, b = med(fig, one, key), med(fig, two, key)
+    r = ratio(b, a)
+    notes = [f"range {spread(fig, one, key) or '-'} vs {spread(fig, two, key) or '-'}"]
+    err = sum(values(fig, one, "errors")) + sum(values(fig, two, "errors"))
+    notes.append(f"{err:.0f} errors")
+    if values(fig, two, "resumed"):
+        notes.append(f"{sum(values(fig, one, 'resumed')) + sum(values(fig, two, 'resumed')):.0f}"
+                     " resumed handshakes")
+    if values(fig, two, "split"):
+        notes.append(f"busiest of the 2 took {cores(fig, two, 'split')} of the proxy's CPU")
+    # Each round's factor, runs of the same round being next to each other in
+    # time, and what other processes took meanwhile: the machine's busy CPU
+    # less the proxy's and the load generator's (nginx's share included).
+    ra, rb = runs.get((fig, one), []), runs.get((fig, two), [])
+
+    def others(r):
+        return r["busy"] - r.get("cpu", 0) - (r.get(client_key, 0) if client_key else 0)
+
+    if len(ra) == len(rb) and len(ra) > 1:
+        notes.append("per round (factor, cores the rest of the machine took in its two runs): " +
+                     ", ".join(f"{y[key] / x[key]:.2f} ({others(x):.2f}, {others(y):.2f})"
+                               if "busy" in x and "busy" in y else f"{y[key] / x[key]:.2f}"
+                               for x, y in zip(ra, rb) if x.get(key)))
+    if client_key and ra and "busy" in ra[0]:
+        # The runs during which nothing else ran (whatever their round): what
+        # the proxy does with the machine to itself.
+        qa = [x for x in ra if others(x) < QUIET and x.get(key)]
+        qb = [y for y in rb if others(y) < QUIET and y.get(key)]
+
+        def q(rs):
+            return (f"{statistics.median(r[key] for r in rs):,.0f} at "
+                    f"{statistics.median(r['cpu'] for r in rs):.2f} cores ({len(rs)} runs)")
+
+        if qa and qb:
+            f = statistics.median(r[key] for r in qb) / statistics.median(r[key] for r in qa)
+            notes.append(f"QUIET RUNS (the rest took under {QUIET} cores): {one} {q(qa)}, "
+                         f"{two} {q(qb)}: factor {f:.2f}")
+        else:
+            notes.append(f"quiet runs (the rest under {QUIET} cores): {len(qa)} of {one}, "
+                         f"{len(qb)} of {two}: no quiet factor")
+    oth = [others(r) for r in ra + rb if "busy" in r]
+    if oth:
+        notes.append(f"the rest of the machine (nginx, {'wrk, ' if not client_key else ''}"
+                     f"other processes) took {statistics.median(oth):.2f} cores (median)")
+    pa, pb = per_req_us(fig, one, key), per_req_us(fig, two, key)
+    if pa and pb:
+        notes.append(f"proxy CPU per {'connection' if key == 'value' else 'request'} "
+                     f"{pa:,.0f} vs {pb:,.0f} us")
+    if note:
+        notes.append(note)
+    client = (f"{cores(fig, one, client_key)} / {cores(fig, two, client_key)}"
+              if client_key else "-")
+    busy = (f"{cores(fig, one, 'busy')} / {cores(fig, two, 'busy')}"
+            if values(fig, one, "busy") else "-")
+    wrows.append((label, fmt(a), fmt(b), fmt(r, 2) if r else "-",
+                  f"{cores(fig, one, 'cpu')} / {cores(fig, two, 'cpu')}", client, busy,
+                  "; ".join(notes)))
+    return r
+
+
+r = scale_row("edgegate workers 1 / 2: new TLS connections/s (full RSA-4096 handshakes, one "
+              "request each)", "tlsnew", "w1", "w2", "value", "client_cpu")
+if r:
+    ratios.append(("w2/w1 TLS", r))
+scale_row("HAProxy nbthread 1 / 2: the same", "tlsnew", "h1", "h2", "value", "client_cpu")
+r = scale_row("edgegate workers 1 / 2: keep-alive HTTP requests/s (LOAD-BOUND, see the ceiling)",
+              "workers", "w1", "w2", "rps",
+              note="wrk (one thread) and nginx share core 0: this measures them, not edgegate")
+if r:
+    ratios.append(("w2/w1 KA (wrk-bound)", r))
 wd = med("workers", "direct", "rps")
 if wd:
-    rows.append(("ceiling of the load side: wrk straight to nginx, both on core 0", "req/s",
-                 fmt(wd), "", "", "", f"range {spread('workers', 'direct', 'rps') or '-'}; "
-                 "no proxy run can beat it: nearer it, the rates say more about core 0 than "
-                 "about the proxy"))
+    wrows.append(("ceiling of the load side: wrk straight to nginx, both on core 0", fmt(wd),
+                  "", "", "", "", "", f"range {spread('workers', 'direct', 'rps') or '-'}; "
+                  "no proxy run can beat it: the keep-alive rates above sit at it"))
 
 loads = [r["load"] for k, rs in runs.items() for r in rs if "load" in r]
 cpus = {s: [r["cpu"] for (f, side), rs in runs.items() if side == s and f == "keepalive"
@@ -221,6 +297,31 @@ w("| --- | --- | ---: | ---: | ---: | --- | --- |")
 for r in rows:
     w("| " + " | ".join(r) + " |")
 w("")
+w("## workers 2 against workers 1 (2 cores)\n")
+w(f"edgegate `workers 1` and `workers 2` (HAProxy `nbthread 1` and `2`), not pinned "
+  f"(`taskset -c 0-1`), the load generator and nginx on core 0. TLS: {rounds} rounds of "
+  f"{tlsecs} s per side, each run `benchtool tlsrate`: 32 connections at a time, each a full "
+  "handshake (TLS 1.3, X25519, RSA-4096 certificate; the client has no session cache and asks "
+  "for no ticket, and counts resumed handshakes), one request with `Connection: close`, the "
+  "whole answer read, then closed; bounded by time and by 100,000 connections. RSA-4096 "
+  "rather than the RSA-2048 of the figures above: with OpenSSL 3.0 the client's side of a "
+  "handshake costs about 0.5 ms here, nearly what the server's RSA-2048 side costs (about "
+  "0.6 ms), so the load generator on core 0 became the ceiling and workers 2 showed nothing "
+  "(measured: 1,500-1,800 handshakes/s for both). With RSA-4096 the server's signature is "
+  "about 4 ms and the client's share a seventh of the proxy's. "
+  f"Keep-alive: {wrounds} rounds of {secs} s (wrk).")
+w("")
+w("CPU columns in cores (1.00: one whole core) over each run's wall time, medians: the proxy "
+  "(master and workers, or all threads), the load generator (benchtool's own rusage), and "
+  "the whole machine (from /proc/stat, so other processes on it are included: anything "
+  "above proxy + load generator + nginx is someone else's).")
+w("")
+w("| figure | 1 | 2 | factor 2/1 | proxy CPU 1 / 2 | load generator CPU 1 / 2 | machine busy 1 / 2 "
+  "| notes |")
+w("| --- | ---: | ---: | ---: | --- | --- | --- | --- |")
+for r in wrows:
+    w("| " + " | ".join(r) + " |")
+w("")
 w("Medians over the rounds. Memory: growth of the proxy's VmRSS divided by the number of "
   "connections, each connection having sent one request and read its answer, measured after "
   "256 warm-up connections (opened, used, closed) so that what is set up once (server "
@@ -252,6 +353,8 @@ os.makedirs(dat, exist_ok=True)
 with open(os.path.join(dat, "curve.dat"), "w") as f:
     for n, e, h, k in curve:
         f.write(f"{n} {e or 0} {h or 0} {k}\n")
+    if not curve:  # a run without the idle phase (BENCH_PHASES): an empty plot
+        f.write("1000 0 0 0\n")
 with open(os.path.join(dat, "ratios.dat"), "w") as f:
     for label, r in ratios:
         f.write(f"\"{label}\" {r:.3f}\n")
