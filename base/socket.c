@@ -55,7 +55,8 @@ ssize_t sk_read(struct sk *s, void *buf, size_t len)
         return r > 0 ? r : tls_result(s, r, true);
     }
     for (;;) {
-        ssize_t r = read(s->fd, buf, len);
+        /* recv, not read: a socket's reads then skip the file layer. */
+        ssize_t r = recv(s->fd, buf, len, 0);
         if (r >= 0)
             return r;
         if (errno == EINTR)

@@ -9,7 +9,6 @@
 #include <openssl/kdf.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #define HDR 5                           /* type, legacy version, length */
 #define TAG 16
@@ -402,7 +401,7 @@ static int next_record(struct tls_rec *r, int fd, int *err)
             b->head = 0;
             b->tail = (uint32_t)have;
         }
-        ssize_t n = read(fd, b->data + b->tail, REC_MAX - b->tail);
+        ssize_t n = recv(fd, b->data + b->tail, REC_MAX - b->tail, 0);
         if (n > 0) {
             b->tail += (uint32_t)n;
             continue;

@@ -257,6 +257,15 @@ static bool flush_s2c(struct tcp_session *t)
     return true;
 }
 
+/* The last end to pass on, when P's source ended with nothing left to
+ * write and the other direction is finished: the connection is closed next,
+ * which sends the FIN a shutdown would, so the shutdown is skipped. */
+static void end_with_close(struct pump *p, const struct pump *other)
+{
+    if (p->eof && !p->shut && pump_pending(p) == 0 && pump_finished(other))
+        p->shut = true;
+}
+
 /* Reads the client and writes to the server until pump_read_more() says
  * stop; while no server is connected, one read. */
 static bool read_client(struct tcp_session *t)
@@ -282,6 +291,7 @@ static bool read_client(struct tcp_session *t)
         }
         if (t->state != TCP_STREAM)
             return true;
+        end_with_close(p, &t->s2c);
         if (!flush_c2s(t))
             return false;
         moved += got;
@@ -324,6 +334,7 @@ static bool read_server(struct tcp_session *t)
         tcp_free(t, true, "server reset");
         return false;
     }
+    end_with_close(&t->s2c, &t->c2s);
     return flush_s2c(t);
 }
 

@@ -21,7 +21,7 @@ def segs_in(sock):
 
 class CountingServer:
     """Answers one request (an HTTP head, or a tcp line it echoes) per
-    connection and closes; records the segments each connection had
+    connection, one connection at a time, and closes; records the segments each connection had
     received when its request was read."""
 
     def __init__(self, http):
@@ -50,8 +50,10 @@ class CountingServer:
                 self.seen.append(segs_in(c))
                 if self.http:
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-                else:
+                else:  # open until the client ends: no FIN of ours in its count
                     c.sendall(buf)
+                    while c.recv(4096):
+                        pass
 
 
 def client_segments(port, http):
