@@ -160,6 +160,11 @@ void net_set_quickack(int fd, bool on)
     setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &v, sizeof(v));
 }
 
+void net_set_defer_accept(int fd, int seconds)
+{
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof(seconds));
+}
+
 int net_connect(const struct net_addr *a, unsigned flags)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

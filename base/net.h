@@ -53,6 +53,10 @@ void net_set_nodelay(int fd);
  * delayed-ACK timer) to ride on data. On a listening socket it is what
  * accepted connections start with. */
 void net_set_quickack(int fd, bool on);
+/* TCP_DEFER_ACCEPT on a listening socket: connections are queued for
+ * accept once their first bytes arrived (or, without any, after about
+ * SECONDS); 0 turns it off. */
+void net_set_defer_accept(int fd, int seconds);
 /* Whether ERR says this process ran out of descriptors or memory: never a
  * fault of the peer, whatever the call was. */
 bool net_local_exhaustion(int err);

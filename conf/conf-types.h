@@ -139,6 +139,8 @@ struct conf_listener {
     size_t replay_buffer;   /* request bytes kept for replay on failover */
     int max_connections;    /* 0: no limit */
     bool delayed_ack;       /* the first ACKs ride on the answer (TCP_QUICKACK off) */
+    bool defer_accept;      /* accepted once the client's first bytes are in (default: http mode) */
+    struct conf_loc defer_accept_at;
     bool forward_for;       /* X-Forwarded-For and X-Forwarded-Proto */
     bool forwarded;         /* RFC 7239 Forwarded */
     enum conf_send_proxy send_proxy;

@@ -334,6 +334,13 @@ const struct conf_directive conf_directives[] = {
              "listening socket, and on a server connection opened with bytes waiting to go): "
              "up to three packets fewer per connection; off for a client that sends twice "
              "without TCP_NODELAY before anything answers (its second send waits up to 40 ms)"},
+    {.name = "defer_accept", .ctx = CTX_LSN, .kind = KIND_ENUM, .values = on_off,
+     CONF_AT(struct conf_listener, defer_accept), CONF_LOC(struct conf_listener, defer_accept_at),
+     .def_doc = "on in http mode, else off",
+     .help = "on: a connection is handed to edgegate once the client's first bytes arrived "
+             "(TCP_DEFER_ACCEPT): one wake-up per new connection instead of two; a client that "
+             "sends nothing is accepted after a second or more, and holds no descriptor until "
+             "then. Off for protocols whose server speaks first"},
     {.name = "forward_for", .ctx = CTX_LSN, .kind = KIND_ENUM, .values = on_off, .def = "on",
      CONF_AT(struct conf_listener, forward_for),
      .help = "http: append the client address to X-Forwarded-For and set X-Forwarded-Proto"},

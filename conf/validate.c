@@ -69,6 +69,8 @@ void conf_close_listener(struct parser *p, void *obj)
     if (l->sess == SESS_SNI && l->ncerts == 0)
         conf_perr_at(p, l->sess_at.file, l->sess_at.line,
                      "listener \"%s\": \"session sni\" needs \"tls\"", l->name);
+    if (!l->defer_accept_at.line)
+        l->defer_accept = l->mode == MODE_HTTP; /* HTTP, TLS and PROXY clients speak first */
     if (!l->http2_at.line)
         l->http2 = l->mode == MODE_HTTP && l->ncerts > 0;
     else if (l->http2 && l->mode != MODE_HTTP)

@@ -231,6 +231,7 @@ void listener_commit(struct gen *g)
             /* What accepted connections start with: the ACK of a client's
              * first bytes then rides on the answer. */
             net_set_quickack(l->fd, !c->lsns[i].delayed_ack);
+            net_set_defer_accept(l->fd, c->lsns[i].defer_accept ? 1 : 0);
             snprintf(l->name, sizeof(l->name), "%s", c->lsns[i].name);
         }
     for (struct dlist *n = live.next, *next; n != &live; n = next) {

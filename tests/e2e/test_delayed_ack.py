@@ -8,7 +8,7 @@ import socket
 import struct
 import threading
 
-from conftest import free_port, wait_until
+from conftest import free_port, stats, wait_until
 
 SEGS_IN = 140  # offset of tcpi_segs_in in struct tcp_info
 ROUNDS = 12
@@ -104,3 +104,31 @@ def test_delayed_ack_saves_packets_on_both_sides(env):
         print(f"{m}: segments in, client {client}, server {server}")
         assert client["on"][0] < client["off"][0], (m, client)
         assert server["on"][0] < server["off"][0], (m, server)
+
+
+def test_defer_accept_hands_over_connections_with_bytes(env):
+    """defer_accept (the default in http mode): a connection that sent
+    nothing yet stays with the kernel; it is accepted with its first bytes.
+    A listener with it off (tcp mode's default) accepts at once."""
+    servers = {m: CountingServer(m == "http") for m in ("http", "tcp")}
+    http_port, tcp_port, sp = free_port(), free_port(), free_port()
+    env.gateway(f"stats 127.0.0.1:{sp};\n"
+                f"datacenter http {{ server {servers['http'].addr}; }}\n"
+                f"datacenter tcp {{ server {servers['tcp'].addr}; }}\n"
+                f"listener web {{ listen 127.0.0.1:{http_port}; datacenters http; }}\n"
+                f"listener raw {{ listen 127.0.0.1:{tcp_port}; mode tcp; datacenters tcp; }}\n",
+                wait=[http_port, tcp_port])
+
+    def accepted(name):
+        return {x["name"]: x for x in stats(sp)["listeners"]}[name]["connections_total"]
+    web = socket.create_connection(("127.0.0.1", http_port), timeout=5)
+    raw = socket.create_connection(("127.0.0.1", tcp_port), timeout=5)
+    # The tcp listener's connection, opened after the http one, is accepted
+    # at once; by then the silent http one is still the kernel's.
+    wait_until(lambda: accepted("raw") == 1, what="the tcp connection accepted")
+    assert accepted("web") == 0
+    web.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert web.recv(4096).startswith(b"HTTP/1.1 200")
+    assert accepted("web") == 1
+    web.close()
+    raw.close()
