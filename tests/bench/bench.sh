@@ -188,18 +188,11 @@ for side in edgegate haproxy; do
     [ -n "$idle_stages_mp" ] || continue
     phase "idle curve: $side, 12 processes"
     if [ $side = edgegate ]; then
-        start edgegate $dir/eg-w12.conf $EG_W12; all="$ppid $(pgrep -P $ppid | tr '\n' ' ')"; H=$EG_W12
+        start edgegate $dir/eg-w12.conf $EG_W12; H=$EG_W12
+        wait_listeners $H 12; all="$ppid $(pgrep -P $ppid | tr '\n' ' ')"
     else
-        all=""
-        for _ in $(seq 12); do
-            taskset -c 1 haproxy -f $dir/ha-idle.cfg -db -q & all="$all $!"; pids="$pids $!"
-        done
-        H=$HA_I12
+        H=$HA_I12; start_haproxys $dir/ha-idle.cfg 12 $H
     fi
-    for _ in $(seq 100); do   # until the 12 listening sockets are open
-        [ "$(ss -Hltn "sport = :$H" | wc -l)" -ge 12 ] && break; sleep 0.1
-    done
-    if [ $side = edgegate ]; then all="$ppid $(pgrep -P $ppid | tr '\n' ' ')"; fi
     l=$(load)
     taskset -c 0 build/benchtool idle $H $(echo $all | tr ' ' ',') $idle_stages_mp > $dir/idle.out
     while read -r _ n rest; do

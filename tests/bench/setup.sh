@@ -130,18 +130,21 @@ listen conn
     server s1 127.0.0.1:$ECHO
 CONF
 
-for t in 1 2; do
-    p=$HA_T1; [ $t = 1 ] || p=$HA_T2
-    sed -n '1,/^frontend http$/p' $dir/ha.cfg | sed '$d' | sed "s/nbthread 1/nbthread $t/" > $dir/ha-tls-t$t.cfg
-    cat >> $dir/ha-tls-t$t.cfg <<CONF
+# A TLS-only HAProxy: ha.cfg's global (nbthread THREADS) and defaults, one
+# https frontend on PORT with the certificate CERT, the nginx backend.
+ha_tls_conf() { # FILE PORT CERT THREADS
+    sed -n '1,/^frontend http$/p' $dir/ha.cfg | sed '$d' | sed "s/nbthread 1/nbthread $4/" > $1
+    cat >> $1 <<CONF
 frontend https
-    bind 127.0.0.1:$p ssl crt $dir/both4096.pem alpn http/1.1
+    bind 127.0.0.1:$2 ssl crt $3 alpn http/1.1
     http-request set-header X-Forwarded-Proto https
     default_backend web
 backend web
     server s1 127.0.0.1:$NGX
 CONF
-done
+}
+ha_tls_conf $dir/ha-tls-t1.cfg $HA_T1 $dir/both4096.pem 1
+ha_tls_conf $dir/ha-tls-t2.cfg $HA_T2 $dir/both4096.pem 2
 
 sed -n '1,/^frontend https/p' $dir/ha.cfg | sed '$d' | sed "s/127.0.0.1:$HA_HTTP/127.0.0.1:$HA_I12/" > $dir/ha-idle.cfg
 cat >> $dir/ha-idle.cfg <<CONF
@@ -169,3 +172,17 @@ start() { # edgegate|haproxy CONFIG PORT
     wait_port $3
 }
 stop() { kill $1 2>/dev/null; wait $1 2>/dev/null || true; }
+wait_listeners() { # PORT N: until N sockets listen on PORT (SO_REUSEPORT; 10 s at most)
+    for _ in $(seq 100); do
+        [ "$(ss -Hltn "sport = :$1" | wc -l)" -ge $2 ] && break; sleep 0.1
+    done
+}
+# N HAProxy processes (nbthread 1) on CONFIG, whose port PORT they share,
+# on core 1; $all: their pids, once all N listen.
+start_haproxys() { # CONFIG N PORT
+    all=""
+    for _ in $(seq $2); do
+        taskset -c 1 haproxy -f $1 -db -q & all="$all $!"; pids="$pids $!"
+    done
+    wait_listeners $3 $2
+}

@@ -20,31 +20,15 @@ wait_port $NGX
 
 TLS3=$(port); H3=$(port); B3=$(port); C3=$(port); HA3=$(port)
 eg_conf $dir/eg-w3.conf 3 $H3 $TLS3 $B3 $C3
-# ha.cfg's global and defaults, and only its https frontend, on its own port
-sed -n '1,/^frontend http$/p' $dir/ha.cfg | sed '$d' > $dir/ha-tls3.cfg
-cat >> $dir/ha-tls3.cfg <<CONF
-frontend https
-    bind 127.0.0.1:$HA3 ssl crt $dir/both.pem alpn http/1.1
-    http-request set-header X-Forwarded-Proto https
-    default_backend web
-backend web
-    server s1 127.0.0.1:$NGX
-CONF
+ha_tls_conf $dir/ha-tls3.cfg $HA3 $dir/both.pem 1
 
 for side in edgegate haproxy; do
     if [ $side = edgegate ]; then
         start edgegate $dir/eg-w3.conf $TLS3; port=$TLS3
+        wait_listeners $port 3; all="$ppid $(pgrep -P $ppid | tr '\n' ' ')"
     else
-        all=""
-        for _ in 1 2 3; do
-            taskset -c 1 haproxy -f $dir/ha-tls3.cfg -db -q & all="$all $!"; pids="$pids $!"
-        done
-        port=$HA3
+        port=$HA3; start_haproxys $dir/ha-tls3.cfg 3 $port
     fi
-    for _ in $(seq 100); do   # until the 3 listening sockets are open
-        [ "$(ss -Hltn "sport = :$port" | wc -l)" -ge 3 ] && break; sleep 0.1
-    done
-    if [ $side = edgegate ]; then all="$ppid $(pgrep -P $ppid | tr '\n' ' ')"; fi
     echo "$side $(taskset -c 0 build/benchtool idle $port $(echo $all | tr ' ' ',') $n tls)"
     for p in $all; do kill $p 2>/dev/null || true; done
     for p in $all; do wait $p 2>/dev/null || true; done
