@@ -331,7 +331,6 @@ static struct upstream *reuse(struct attempt *a, struct srv *s)
     return upstream_pool_take(s);
 }
 
-/* FRESH: a new connection, not one kept or pooled. */
 /* Whether a new server connection's handshake may end on the first bytes
  * sent rather than on an ACK of its own (the listener's delayed_ack). */
 static bool opens_quietly(const struct attempt *a)
@@ -339,6 +338,7 @@ static bool opens_quietly(const struct attempt *a)
     return a->sends_first && cl_of(a)->delayed_ack;
 }
 
+/* FRESH: a new connection, not one kept or pooled. */
 static void try_server(struct attempt *a, struct srv *s, bool fresh)
 {
     if (s->cs->h2 && !a->mux && cl_of(a)->mode == MODE_HTTP) {

@@ -229,7 +229,8 @@ void listener_commit(struct gen *g)
             l->keep = true;
             l->cidx = i;
             /* What accepted connections start with: the ACK of a client's
-             * first bytes then rides on the answer. */
+             * first bytes rides on the answer (delayed_ack), and they are
+             * handed over once those bytes are in (defer_accept). */
             net_set_quickack(l->fd, !c->lsns[i].delayed_ack);
             net_set_defer_accept(l->fd, c->lsns[i].defer_accept ? 1 : 0);
             snprintf(l->name, sizeof(l->name), "%s", c->lsns[i].name);
