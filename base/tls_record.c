@@ -289,7 +289,8 @@ const char *tls_rec_sni(const struct tls_rec *r) { return r->sni; }
 static int open_record(struct tls_rec *r, struct rbuf *b, size_t clen)
 {
     unsigned char *hdr = b->data + b->head, *p = hdr + HDR, iv[IV_LEN];
-    if (clen < TAG + 1)
+    /* The inner plaintext, padding included, is 1 to 2^14 + 1 bytes (5.4). */
+    if (clen < TAG + 1 || clen > TAG + PLAIN_MAX + 1)
         return -1;
     size_t n = clen - TAG;
     int outl;
@@ -303,7 +304,7 @@ static int open_record(struct tls_rec *r, struct rbuf *b, size_t clen)
     r->rd.seq++;
     while (n > 0 && p[n - 1] == 0) /* padding */
         n--;
-    if (n == 0 || n > PLAIN_MAX + 1)
+    if (n == 0) /* no content type */
         return -1;
     b->rec_end = b->head + HDR + (uint32_t)clen;
     b->pt = b->head + HDR;
